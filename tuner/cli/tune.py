@@ -18,7 +18,7 @@ from tuner.cli.lazy import LazyGroup
         "data": "tuner.cli.tune_data:data",
         "auto": "tuner.cli.tune_auto:auto",
         "launch": "tuner.cli.tune_launch:launch",
-        "worker": "tuner.cli.tune_launch:worker",
+        "worker": "tuner.cli.tune_worker:worker",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
