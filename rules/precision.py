@@ -236,7 +236,8 @@ class NoMixedPrecision(Rule):
     LLaMA-Factory only logs "We recommend enable mixed precision training" (llamafactory_checks.md #109), and the
     run takes about twice the activation memory and is several times slower on tensor-core GPUs. It is sometimes
     deliberate (fp16 overflow with a bf16 model on a V100); otherwise turn on ``bf16`` (Ampere or newer) or
-    ``fp16``. With ``--hw`` the linter offers the right one.
+    ``fp16``. With ``--hw`` the linter offers the right one. A CPU run (``use_cpu: true``) trains in fp32 as it
+    should, and is not flagged.
 
     Bad:
 
@@ -262,7 +263,7 @@ class NoMixedPrecision(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not ctx.is_training or any(ctx.flag(k) for k in ("bf16", "fp16", "pure_bf16")):
+        if not ctx.is_training or any(ctx.flag(k) for k in ("bf16", "fp16", "pure_bf16", "use_cpu")):
             return
         hw = ctx.hardware
         fix: Fix | None = None

@@ -145,6 +145,10 @@ def test_no_warning_when_not_training() -> None:
     assert found("stage: sft\ndo_predict: true\n", "PREC004") == []
 
 
+def test_no_warning_for_a_cpu_run() -> None:
+    assert found("stage: sft\ndo_train: true\nuse_cpu: true\n", "PREC004") == []
+
+
 # -- PREC005 --------------------------------------------------------------------------------------------------
 
 
