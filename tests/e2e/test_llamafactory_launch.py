@@ -1,0 +1,128 @@
+"""From config to a real run: `cfgtune auto --device cpu` tunes a tiny model, `cfgtune launch` trains it with
+LLaMA-Factory for a few steps, and a checkpoint is written.
+
+LLaMA-Factory pins its own torch and transformers, so this test runs in its own environment (``.ci/run`` builds
+and caches it). Elsewhere it is skipped with a reason; with ``CFGTUNE_REQUIRE_LLAMAFACTORY=1`` (set by CI) a
+missing LLaMA-Factory is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.llamafactory
+
+REQUIRED = os.environ.get("CFGTUNE_REQUIRE_LLAMAFACTORY") == "1"
+BIN = Path(sys.executable).parent
+
+
+def _llamafactory_cli() -> str | None:
+    found = shutil.which("llamafactory-cli", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        if REQUIRED:
+            pytest.fail("CFGTUNE_REQUIRE_LLAMAFACTORY=1 but llamafactory-cli is not installed in this environment")
+        pytest.skip("LLaMA-Factory is not installed here (CI runs this test in its own environment: see .ci/run)")
+    return found
+
+
+ALPACA = [
+    {"instruction": f"Repeat the word number {i}.", "input": "", "output": f"Word number {i} is {w}."}
+    for i, w in enumerate(["apple", "river", "stone", "cloud", "ember", "maple", "frost", "grain"] * 3)
+]
+
+BASE = """\
+# the tiny LoRA recipe this test tunes and trains
+### model
+model_name_or_path: {model}
+
+### method
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+
+### dataset
+dataset: alpaca_tiny
+dataset_dir: {data}
+template: default
+cutoff_len: 64
+overwrite_cache: true
+preprocessing_num_workers: 1
+
+### output
+output_dir: {output}
+logging_steps: 1
+save_steps: 2
+overwrite_output_dir: true
+report_to: none
+
+### train
+per_device_train_batch_size: 1
+gradient_accumulation_steps: 4
+learning_rate: 1.0e-4
+max_steps: 2
+use_cpu: true
+"""
+
+
+def _tiny_model(path: Path) -> None:
+    """A random-weight Llama and a BPE tokenizer trained here: nothing is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = [f"{r['instruction']} {r['output']}" for r in ALPACA] * 4 + ["Human: Assistant: ### Instruction Response"]
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>")  # fmt: skip
+    fast.save_pretrained(path)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+
+
+def _cfgtune(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "CFGTUNE_HOME": str(cwd / "home")}
+    return subprocess.run([sys.executable, "-m", "tuner.cli.tune", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout, check=False)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_auto_then_launch_trains_a_checkpoint_with_llamafactory(tmp_path: Path) -> None:
+    _llamafactory_cli()
+    model, data, output = tmp_path / "tiny-llama", tmp_path / "data", tmp_path / "saves" / "tiny-lora"
+    _tiny_model(model)
+    data.mkdir()
+    (data / "alpaca_tiny.json").write_text(json.dumps(ALPACA))
+    (data / "dataset_info.json").write_text(json.dumps({"alpaca_tiny": {"file_name": "alpaca_tiny.json"}}))
+    (tmp_path / "base.yaml").write_text(BASE.format(model=model, data=data, output=output))
+
+    auto = _cfgtune(["auto", "--model", str(model), "--config", "base.yaml", "--dataset-dir", str(data),
+                     "--device", "cpu", "--memory-budget", "3GiB", "--global-batch", "4", "--ranks", "8,16",
+                     "--n-trials", "2", "--trial-timeout", "180", "--output-dir", "tuned"], tmp_path, 600)  # fmt: skip
+    assert auto.returncode == 0, auto.stdout + auto.stderr
+    tuned = tmp_path / "tuned" / "tuned.yaml"
+    assert tuned.is_file()
+    assert "tuned by cfgtune auto" in tuned.read_text()
+
+    launch = _cfgtune(["launch", str(tuned)], tmp_path, 600)
+    assert launch.returncode == 0, launch.stdout[-4000:] + launch.stderr[-4000:]
+    checkpoints = sorted(output.glob("checkpoint-*"))
+    assert checkpoints, f"no checkpoint in {output}: {sorted(p.name for p in output.iterdir()) if output.exists() else 'missing'}"
+    assert (checkpoints[-1] / "adapter_model.safetensors").is_file()
+    assert (output / "adapter_config.json").is_file()
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
