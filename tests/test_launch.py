@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from launch_config import CONFIG
 
 from tuner.cli.tune import cli
 from tuner.launch.command import plan_launch
 
 MIB = 1024**2
-CONFIG = """\
-model_name_or_path: Qwen/Qwen2.5-7B-Instruct
-stage: sft
-do_train: true
-finetuning_type: lora
-lora_rank: 16
-lora_alpha: 32
-lora_target: all
-dataset: alpaca_en_demo
-template: qwen
-cutoff_len: 1024
-output_dir: saves/q
-per_device_train_batch_size: 4
-gradient_accumulation_steps: 4
-learning_rate: 1.0e-4
-num_train_epochs: 1.0
-bf16: true
-"""
 
 
 def test_deepspeed_on_one_gpu_forces_torchrun() -> None:
@@ -57,15 +40,33 @@ def test_a_preset_cuda_visible_devices_is_kept_and_a_mismatch_noted() -> None:
     assert plan.notes and "names 1 GPU(s), not 2" in plan.notes[0]
 
 
-def test_launch_dry_run_prints_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_dry_run_prints_the_command_and_its_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no LLaMA-Factory needed for a dry run
     (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 3}, "train_batch_size": "auto",
                                                   "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto"}))
     (tmp_path / "tuned.yaml").write_text(CONFIG + "deepspeed: ds.json\n")
     result = CliRunner().invoke(cli, ["launch", "tuned.yaml", "--gpus", "1", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("CUDA_VISIBLE_DEVICES=0 FORCE_TORCHRUN=1 llamafactory-cli train tuned.yaml")
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "CUDA_VISIBLE_DEVICES=0 FORCE_TORCHRUN=1 llamafactory-cli train tuned.yaml"
+    assert "CUDA_VISIBLE_DEVICES=0  # --gpus 1: the first 1 GPU(s)" in lines
+    assert "FORCE_TORCHRUN=1  # DeepSpeed needs torchrun, even on one GPU" in lines
+
+
+def test_dry_run_on_several_nodes_shows_every_variable_and_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    (tmp_path / "tuned.yaml").write_text(CONFIG)
+    result = CliRunner().invoke(cli, ["launch", "tuned.yaml", "--gpus", "2", "--nnodes", "2", "--node-rank", "1",
+                                      "--master-addr", "10.0.0.1", "--master-port", "29500", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for line in ("FORCE_TORCHRUN=1", "NNODES=2", "NODE_RANK=1", "MASTER_ADDR=10.0.0.1", "MASTER_PORT=29500"):
+        assert any(out.startswith(line + "  # ") for out in result.stdout.splitlines()), line
+    assert "note: CUDA_VISIBLE_DEVICES=3 names 1 GPU(s), not 2; it is kept as set" in result.stderr
+    bare = CliRunner().invoke(cli, ["launch", "tuned.yaml", "--dry-run"])
+    assert bare.stdout.splitlines() == ["# environment: nothing set on top of yours", "llamafactory-cli train tuned.yaml"]
 
 
 def test_launch_refuses_a_config_with_lint_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,8 +74,28 @@ def test_launch_refuses_a_config_with_lint_errors(tmp_path: Path, monkeypatch: p
     (tmp_path / "bad.yaml").write_text(CONFIG + "per_device_train_batch: 4\n")  # a misspelt key
     result = CliRunner().invoke(cli, ["launch", "bad.yaml", "--dry-run"])
     assert result.exit_code == 1
-    assert "lint error" in result.output and "--no-lint" in result.output
-    assert CliRunner().invoke(cli, ["launch", "bad.yaml", "--dry-run", "--no-lint"]).exit_code == 0
+    assert "bad.yaml:17: KEY001 unknown key `per_device_train_batch`" in result.stderr
+    assert "1 lint error(s); fix them or pass --force" in result.stderr
+    assert "llamafactory-cli" not in result.stdout  # nothing was started or printed as if it would be
+    forced = CliRunner().invoke(cli, ["launch", "bad.yaml", "--dry-run", "--force"])
+    assert forced.exit_code == 0 and forced.stdout.strip().endswith("llamafactory-cli train bad.yaml")
+    assert CliRunner().invoke(cli, ["launch", "bad.yaml", "--dry-run", "--no-lint"]).exit_code == 0  # the old name
+    assert "--no-lint" not in CliRunner().invoke(cli, ["launch", "--help"]).output  # hidden
+
+
+def test_lint_gate_stops_a_real_launch_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CFGTUNE_HOME", str(tmp_path / "home"))
+    fake = tmp_path / "llamafactory-cli"
+    fake.write_text("#!/usr/bin/env python3\nopen('started', 'w').write('yes')\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    (tmp_path / "bad.yaml").write_text(CONFIG + "per_device_train_batch: 4\n")
+    assert CliRunner().invoke(cli, ["launch", "bad.yaml"]).exit_code == 1
+    assert not (tmp_path / "started").exists() and not (tmp_path / "home").exists()
+    forced = CliRunner().invoke(cli, ["launch", "bad.yaml", "--force", "--sample-interval", "0.05"])
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "started").exists() and (tmp_path / "home" / "history.jsonl").exists()
 
 
 def test_launch_without_llamafactory_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,4 +113,3 @@ def test_launch_missing_file_is_exit_2(tmp_path: Path, monkeypatch: pytest.Monke
     assert result.exit_code == 2 and "nope.yaml" in result.output
 
 
-# -- worker -------------------------------------------------------------------------------------------------------

@@ -271,6 +271,12 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
         paths["tuned"] = emitted.yaml_path
         if emitted.deepspeed_path:
             paths["deepspeed"] = emitted.deepspeed_path
+        try:  # provenance for `cfgtune launch`: what the trial measured, for this exact text
+            from tuner.launch.provenance import write_for_choice
+
+            paths["provenance"] = write_for_choice(prep, c, emitted.yaml_path, emitted.deepspeed_path)
+        except OSError as exc:
+            click.echo(f"{PROG}: warning: could not write the provenance next to {emitted.yaml_path}: {exc}", err=True)
         rctx.tuned_yaml = str(emitted.yaml_path)
         rctx.deepspeed_json = str(emitted.deepspeed_path) if emitted.deepspeed_path else None
         rctx.changes = emitted.changed + [f"removed {r}" for r in emitted.removed]
@@ -320,7 +326,7 @@ def _summary(prep: Prepared, choice: Choice | None, paths: dict[str, Path], rctx
     click.echo(f"{PROG}: chose trial #{c.number}: {what}")
     click.echo(f"  measured: peak {format_bytes(c.peak_bytes)} ({c.peak_fraction:.0%} of the ceiling), {c.tokens_per_s:,.0f} tokens/s"
                + (f", {gain:.2f}x the baseline" if gain else ""))  # fmt: skip
-    for key in ("tuned", "deepspeed", "report", "pareto", "memory"):
+    for key in ("tuned", "deepspeed", "provenance", "report", "pareto", "memory"):
         if key in paths:
             click.echo(f"  {key}: {paths[key]}")
     if rctx.lint_summary:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,6 +19,7 @@ import click
 if TYPE_CHECKING:
     from tuner.lint.context import Context
     from tuner.memory.estimator import MemoryEstimate
+    from tuner.memory.setup import TrainSetup
 
 GIB = 1024**3
 
@@ -44,7 +46,26 @@ def _detected_profile() -> Any:
     return next((g.profile for g in det.gpus if g.profile is not None), None) if det.found else None
 
 
-def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None) -> Context:
+class EstimateError(Exception):
+    """The config cannot be estimated (it does not parse, the model or the hardware is unknown)."""
+
+
+@dataclass
+class ConfigEstimate:
+    """The estimator's view of one config file: what ``cfgtune estimate`` prints, for other commands to reuse."""
+
+    ctx: Context
+    hardware: Any  # a HardwareProfile, or None
+    setup: TrainSetup
+    est: MemoryEstimate
+
+    @property
+    def model_name(self) -> str | None:
+        return getattr(self.ctx.model, "name", None)
+
+
+def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None,
+             env: dict[str, str] | None = None) -> Context:  # fmt: skip
     from tuner.config.document import InputError
     from tuner.config.loader import load_config
     from tuner.lint.context import Context, LintOptions
@@ -52,14 +73,47 @@ def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
 
     try:
         doc = load_config(config)
-        ctx = Context(doc, LintOptions(hw=hw, gpus=gpus, nodes=nodes, model=model, cwd=Path.cwd(), env=dict(os.environ)))
+        ctx = Context(doc, LintOptions(hw=hw, gpus=gpus, nodes=nodes, model=model, cwd=Path.cwd(),
+                                       env=dict(os.environ) if env is None else env))  # fmt: skip
     except InputError as exc:
-        _fail(str(exc))
+        raise EstimateError(str(exc)) from None
     if ctx.model is None:
-        _fail(f"{config}: {ctx.skip_reason(Need.MODEL)}")
+        raise EstimateError(f"{config}: {ctx.skip_reason(Need.MODEL)}")
     if hw and ctx.hardware is None:
-        _fail(ctx.skip_reason(Need.HARDWARE) or f"unknown hardware profile {hw!r}")
+        raise EstimateError(ctx.skip_reason(Need.HARDWARE) or f"unknown hardware profile {hw!r}")
     return ctx
+
+
+def estimate_config(config: str | Path, *, hw: str | None = None, gpus: int | None = None, nodes: int = 1,
+                    model: str | None = None, ceiling: float = 0.90, hardware: Any = None, detect: bool = True,
+                    env: dict[str, str] | None = None) -> ConfigEstimate:  # fmt: skip
+    """Estimate a config file exactly as ``cfgtune estimate`` does; raises :class:`EstimateError`.
+
+    The hardware is ``--hw`` when given, else ``hardware``, else (with ``detect``) this machine's first GPU.
+    """
+    from tuner.memory.estimator import estimate as run_estimate
+    from tuner.memory.from_config import setup_from_context
+
+    ctx = _context(str(config), hw, gpus, nodes, model, env)
+    if hw:
+        hardware = ctx.hardware
+    elif hardware is None and detect:
+        hardware = _detected_profile()
+    try:
+        setup = setup_from_context(ctx)
+        est = run_estimate(setup, hardware, ceiling=ceiling)
+    except (ValueError, LookupError) as exc:
+        raise EstimateError(f"{config}: {exc}") from None
+    return ConfigEstimate(ctx, hardware, setup, est)
+
+
+def history_calibration(model: str | None, hardware: Any) -> Any:
+    """What past `cfgtune launch` runs of this model on this hardware say about the estimator (or None)."""
+    if not model or hardware is None:
+        return None
+    from tuner.launch.history import calibration_for
+
+    return calibration_for(model, str(getattr(hardware, "name", hardware)))
 
 
 @click.command("estimate")
@@ -71,40 +125,54 @@ def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
 @click.option("--ceiling", type=click.FloatRange(0, 1, min_open=True), default=0.90, show_default=True,
               help="Fraction of device memory a run may use.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def estimate(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None, ceiling: float, as_json: bool) -> None:
+@click.option("--no-history", is_flag=True, help="Ignore the history of real runs (`cfgtune launch`) that otherwise "
+              "calibrates the peak for this model and hardware.")
+def estimate(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None, ceiling: float, as_json: bool,
+             no_history: bool) -> None:  # fmt: skip
     """Predict the peak GPU memory per device of a LLaMA-Factory training CONFIG.
 
     Every component says how it was obtained (estimated from shapes, or calibrated against measurements).
-    The prediction is for the worst micro-batch: every sequence `cutoff_len` tokens long.
+    The prediction is for the worst micro-batch: every sequence `cutoff_len` tokens long. Real runs started
+    with `cfgtune launch` on the same model and hardware calibrate the peak (see --no-history).
     """
-    from tuner.memory.estimator import estimate as run_estimate
     from tuner.memory.fit import max_batch_that_fits, max_cutoff_that_fits
-    from tuner.memory.from_config import setup_from_context
 
-    ctx = _context(config, hw, gpus, nodes, model)
-    hardware = ctx.hardware if hw else _detected_profile()
     try:
-        setup = setup_from_context(ctx)
-        est = run_estimate(setup, hardware, ceiling=ceiling)
-    except (ValueError, LookupError) as exc:
-        _fail(f"{config}: {exc}")
+        ce = estimate_config(config, hw=hw, gpus=gpus, nodes=nodes, model=model, ceiling=ceiling)
+    except EstimateError as exc:
+        _fail(str(exc))
+    ctx, hardware, setup, est = ce.ctx, ce.hardware, ce.setup, ce.est
     max_batch = max_cutoff = None
     if hardware is not None:
         max_batch = max_batch_that_fits(setup, hardware, ceiling=ceiling, limit=1024)
         max_cutoff = max_cutoff_that_fits(setup, hardware, ceiling=ceiling, multiple=64)
+    cal = None if no_history else history_calibration(ce.model_name, hardware)
     if as_json:
         out = est.to_dict()
         out.update(
             config=str(config),
-            model=getattr(ctx.model, "name", None),
+            model=ce.model_name,
             hardware_display=getattr(hardware, "display", None),
             setup=_setup_summary(setup),
             max_per_device_train_batch_size=max_batch,
             max_cutoff_len=max_cutoff,
+            history=None if cal is None else {**cal.to_dict(), "calibrated_peak_bytes": int(est.peak_bytes * cal.factor)},
         )
         click.echo(json.dumps(out, indent=2))
         return
     _print(config, ctx, hardware, est, max_batch, max_cutoff)
+    if cal is not None:
+        click.echo(_history_line(cal, est))
+
+
+def _history_line(cal: Any, est: MemoryEstimate) -> str:
+    calibrated = est.peak_bytes * cal.factor
+    line = (f"calibrated by {cal.describe()} on this model and hardware: ×{cal.factor:.2f} → "
+            f"{calibrated / GIB:.1f} GiB")  # fmt: skip
+    if est.ceiling_bytes:
+        line += (f" ({'fits under' if calibrated <= est.ceiling_bytes else 'over'} the "
+                 f"{est.ceiling_bytes / GIB:.1f} GiB ceiling)")  # fmt: skip
+    return line + " (--no-history to ignore)"
 
 
 def _setup_summary(s: Any) -> dict[str, Any]:

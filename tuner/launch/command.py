@@ -19,6 +19,17 @@ class LaunchPlan:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)  # only what is set on top of the caller's environment
     notes: list[str] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)  # variable -> why it is set, for --dry-run
+
+    def environment_lines(self) -> list[str]:
+        """Each variable the launch sets on top of the caller's environment, one per line, with why."""
+        if not self.env:
+            return ["# environment: nothing set on top of yours"]
+        lines = ["# environment set on top of yours:"]
+        for k, v in self.env.items():
+            line = f"{k}={shlex.quote(v)}"
+            lines.append(f"{line}  # {self.why[k]}" if k in self.why else line)
+        return lines
 
     def shell(self) -> str:
         """The command as one line to paste into a shell."""
@@ -41,6 +52,7 @@ def plan_launch(
 ) -> LaunchPlan:
     env: dict[str, str] = {}
     notes: list[str] = []
+    why: dict[str, str] = {}
     if gpus is not None and gpus >= 1:
         if environ.get("CUDA_VISIBLE_DEVICES"):
             visible = [d for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
@@ -49,8 +61,11 @@ def plan_launch(
                              f"not {gpus}; it is kept as set")  # fmt: skip
         else:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus))
+            why["CUDA_VISIBLE_DEVICES"] = f"--gpus {gpus}: the first {gpus} GPU(s)"
     if uses_deepspeed or (gpus or 1) > 1 or nnodes > 1:
         env["FORCE_TORCHRUN"] = "1"
+        why["FORCE_TORCHRUN"] = ("DeepSpeed needs torchrun, even on one GPU" if uses_deepspeed
+                                 else "several GPUs or nodes: LLaMA-Factory starts torchrun")  # fmt: skip
     if nnodes > 1:
         env["NNODES"] = str(nnodes)
         env["NODE_RANK"] = str(node_rank)
@@ -58,4 +73,7 @@ def plan_launch(
             env["MASTER_ADDR"] = master_addr
         if master_port:
             env["MASTER_PORT"] = str(master_port)
-    return LaunchPlan([cli, "train", str(config)], env, notes)
+    for k in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if k in env:
+            why[k] = "torchrun's rendezvous, read by LLaMA-Factory"
+    return LaunchPlan([cli, "train", str(config)], env, notes, why)
