@@ -1,6 +1,9 @@
 """`cfgtune worker`: join a shared `cfgtune auto` study from another node and run its trials on this one.
 
 Exit codes: 0 when the study's budget is spent, 2 for bad input, 130 on Ctrl-C.
+
+While a trial runs, the worker writes a heartbeat on it every ``CFGTUNE_HEARTBEAT_S`` seconds (default 15); any
+other worker closes the trial of a worker silent for 4 intervals, and the point runs again (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ def worker(storage: str, study: str, n_trials: int | None, timeout: float | None
     The study stores its search space and memory ceiling, so a worker needs nothing else: start `cfgtune auto
     --storage URL --study NAME ...` on one node and `cfgtune worker --storage URL --study NAME` on the others
     (same GPU model). Trials are shared through the storage; the `cfgtune auto` run writes tuned.yaml and the
-    report from all of them when its budget is spent.
+    report from all of them when its budget is spent (or run `cfgtune auto ... --resume` on any node to write
+    them). A worker that dies mid-trial is noticed by the others within 4 heartbeats (CFGTUNE_HEARTBEAT_S,
+    default 15 s), and its point runs again. See docs/distributed.md.
     """
     from tuner.search.prune import estimate_peak
     from tuner.search.sizes import format_bytes
@@ -59,7 +64,8 @@ def worker(storage: str, study: str, n_trials: int | None, timeout: float | None
     baseline = Point.from_dict(meta["baseline"]) if meta.get("baseline") else None
     search = Search(study=st, space=space, ceiling_bytes=ceiling, runner=run_trial, trials_dir=workdir / "trials",
                     budget=Budget(n_trials=budget_n, timeout_s=timeout, trial_timeout_s=trial_timeout),
-                    estimator=estimate_peak, view=view, baseline=baseline)  # fmt: skip
+                    estimator=estimate_peak, view=view, baseline=baseline,
+                    wait_for_others=False)  # the head node (cfgtune auto) waits and writes the result  # fmt: skip
     try:
         outcome = search.run()
     finally:

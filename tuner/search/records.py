@@ -20,6 +20,10 @@ PRUNED = "pruned"
 DUPLICATE = "duplicate"
 INTERRUPTED = "interrupted"
 RUNNING = "running"
+#: A point whose worker died twice while running it: not retried again (it may be what kills the worker).
+LOST = "lost"
+#: The user attr another worker writes before it closes a trial whose worker stopped (see tuner.search.heartbeat).
+LOST_ATTR = "lost"
 
 #: Fates of trials that ran a process (the ones --n-trials counts).
 RAN = ("ok", "oom", "over_budget", "crash", "timeout", "error")
@@ -35,6 +39,7 @@ FATE_TEXT = {
     DUPLICATE: "repeat (not run)",
     INTERRUPTED: "interrupted",
     RUNNING: "running",
+    LOST: "failed: its worker died twice",
 }
 
 
@@ -57,6 +62,7 @@ class TrialRecord:
     wall_s: float = 0.0
     worker: str = ""
     duplicate_of: int | None = None
+    lost_by: str = ""  # the worker that stopped while running it (see ``lost``)
 
     @property
     def feasible(self) -> bool:
@@ -71,6 +77,11 @@ class TrialRecord:
     @property
     def ran(self) -> bool:
         return self.fate in RAN
+
+    @property
+    def lost(self) -> bool:
+        """Closed by another worker because the one running it stopped (a kill, a dead node)."""
+        return self.fate == LOST or (self.fate == INTERRUPTED and self.lost_by != "")
 
     @property
     def is_baseline(self) -> bool:
@@ -121,8 +132,15 @@ class TrialRecord:
         state = trial.state.name
         if state == "RUNNING":
             fate = RUNNING
-        elif state == "FAIL" and fate in ("", RUNNING):
+        reason = a.get("reason") or ""
+        lost_by = ""
+        if state == "FAIL" and fate in ("", RUNNING):
             fate = INTERRUPTED  # a Ctrl-C, or a process that died and was closed on --resume
+            lost = trial.user_attrs.get(LOST_ATTR)
+            if isinstance(lost, dict):  # closed by another worker because the one running it stopped
+                fate = LOST if lost.get("final") else INTERRUPTED
+                reason = str(lost.get("reason") or reason)
+                lost_by = str(lost.get("worker") or "?")
         elif not fate:
             fate = "error"
         spec = result = None
@@ -138,7 +156,7 @@ class TrialRecord:
             number=trial.number,
             point=Point.from_dict(a["point"]),
             fate=fate,
-            reason=a.get("reason") or "",
+            reason=reason,
             origin=a.get("origin") or "",
             spec=spec,
             result=result,
@@ -152,4 +170,5 @@ class TrialRecord:
             wall_s=float(a.get("wall_s") or 0.0),
             worker=a.get("worker") or "",
             duplicate_of=a.get("duplicate_of"),
+            lost_by=lost_by,
         )

@@ -20,6 +20,17 @@ afford to find the obvious by chance:
 Points the pruner rules out (see :mod:`tuner.search.prune`) are recorded as infeasible trials without running
 and do not count against ``--n-trials``; neither do repeats. ``--n-trials`` counts the trials of the whole study
 that ran a process, so ``--resume`` continues to the same total, and several workers sharing a study stop together.
+
+Several workers (``cfgtune worker``, on other nodes) share one study through its storage. Two rules keep them
+consistent (docs/distributed.md):
+
+- a worker **claims** a point by writing it on its RUNNING trial, then reads the study again; when another live
+  trial holds the same point it records its own as a repeat instead of running it (both may step back; neither
+  runs twice), so no point runs twice. ``--n-trials`` counts the other workers' RUNNING trials, so a study stops
+  at N, or at most N + (workers - 1) when several workers start their last trials at the same moment;
+- each RUNNING trial carries a heartbeat (:mod:`tuner.search.heartbeat`). Every worker, on each turn of its loop,
+  closes the RUNNING trials of workers that stopped beating (or, on the same host, whose process is gone); the
+  planner retries such a point once, and a point whose worker died twice is recorded as failed (``lost``).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -34,8 +46,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.search.heartbeat import (
+    HEARTBEAT_ATTR,
+    Heartbeat,
+    StaleWatch,
+    beat_value,
+    interval_from_env,
+)
 from tuner.search.prune import OVER_STATUSES, Observation, Pruner
-from tuner.search.records import DUPLICATE, INTERRUPTED, PRUNED, RUNNING, TrialRecord
+from tuner.search.records import (
+    DUPLICATE,
+    INTERRUPTED,
+    LOST,
+    LOST_ATTR,
+    PRUNED,
+    RUNNING,
+    TrialRecord,
+)
 from tuner.search.space import Point, SearchSpace
 from tuner.search.view import PlainView, TrialView
 from tuner.trial.spec import TrialResult, TrialSpec
@@ -118,6 +145,12 @@ def make_storage(url: str) -> Any:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except ModuleNotFoundError as exc:
+        hint = {"postgresql": "pip install 'psycopg[binary]' (or psycopg2-binary with postgresql+psycopg2://...)",
+                "mysql": "pip install pymysql, and write the URL as mysql+pymysql://user:password@host/db"}  # fmt: skip
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        raise StudyError(f"cannot open storage {url!r}: the database driver is missing ({exc}); "
+                         + hint.get(scheme, "install the SQLAlchemy driver the URL names")) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
         raise StudyError(f"cannot open storage {url!r}: {exc}") from None
 
@@ -240,6 +273,8 @@ class Search:
     baseline: Point | None = None
     within: float = 0.10  # the policy's tolerance, for the planner's notion of "close to the best"
     runner_env: dict[str, str] | None = None
+    heartbeat_s: float | None = None  # None: $CFGTUNE_HEARTBEAT_S, else 15 s
+    wait_for_others: bool = True  # at the end, wait for other workers' RUNNING trials (the head writes the result)
 
     def __post_init__(self) -> None:
         self.pruner = Pruner(self.space, self.ceiling_bytes, self.estimator)
@@ -247,27 +282,81 @@ class Search:
         self.baseline = self.baseline or self.space.baseline()
         self._lora_objective = len(self.study.directions) > 1
         self._written: dict[int, dict[str, Any]] = {}
+        self.heartbeat_s = self.heartbeat_s or interval_from_env()
+        self._watch = StaleWatch(self.heartbeat_s)
+        self._stale: set[int] = set()  # RUNNING trials judged abandoned (closed, or being closed by someone)
+        self._beats: dict[int, int] = {}  # trial number -> the heartbeat seq its claim wrote
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def records(self) -> list[TrialRecord]:
-        return read_records(self.study)
+        """The study's records, after closing the trials of workers that stopped."""
+        trials = self.study.get_trials(deepcopy=False)
+        if self._recover(trials):
+            trials = self.study.get_trials(deepcopy=False)
+        out = []
+        for t in trials:
+            r = TrialRecord.from_trial(t)
+            if r is not None:
+                out.append(r)
+        return out
+
+    def _live(self, r: TrialRecord) -> bool:
+        """A RUNNING trial whose worker is still there."""
+        return r.fate == RUNNING and r.number not in self._stale
 
     def _observations(self, records: Sequence[TrialRecord]) -> list[Observation]:
         return [Observation(r.number, r.point, r.fate, r.predicted_bytes, r.peak_bytes) for r in records if r.ran]
 
     def recover_stale(self) -> int:
-        """Close trials left RUNNING by a process of this machine that is gone (a crash, a kill -9)."""
+        """Close the trials left RUNNING by workers that stopped; returns how many this process closed."""
+        return self._recover(self.study.get_trials(deepcopy=False))
+
+    def _abandoned(self, t: Any) -> tuple[str, str] | None:
+        """(worker, why) for a RUNNING trial of another worker that stopped: on this host, a process that is gone
+        (at once); anywhere, no heartbeat for the grace period."""
+        who = str(t.user_attrs.get("worker", ""))
+        if who == self.me:
+            return None
+        h, _, pid = who.rpartition(":")
+        if h == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            return who, f"worker {who} is gone (process {pid} no longer exists on this host)"
+        why = self._watch.stale_reason(t)
+        return (who, why) if why else None
+
+    def _recover(self, trials: Sequence[Any]) -> int:
+        """Close abandoned RUNNING trials as FAIL with a reason: the first loss of a point makes it an
+        interrupted trial the planner retries; a second one, a failed (``lost``) point that is not retried."""
         import optuna
 
-        host = socket.gethostname()
+        running = optuna.trial.TrialState.RUNNING
         n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            who = str(t.user_attrs.get("worker", ""))
-            h, _, pid = who.rpartition(":")
-            if h == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                with contextlib.suppress(Exception):  # another process may have closed it first
-                    self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-                    n += 1
+        for t in trials:
+            if t.state != running:
+                self._watch.forget(t.number)
+                continue
+            verdict = self._abandoned(t)
+            if verdict is None:
+                continue
+            who, why = verdict
+            self._stale.add(t.number)
+            point = t.user_attrs.get("point")
+            final = point is not None and any(
+                o.number != t.number and o.state == optuna.trial.TrialState.FAIL and o.user_attrs.get("point") == point
+                and isinstance(o.user_attrs.get(LOST_ATTR), dict)
+                for o in trials
+            )
+            reason = why + ("; this point lost its worker twice: not retried" if final else "; the point runs again")
+            try:
+                # The reason goes in its own attr: if the worker was alive after all and finishes first, its
+                # trial's own fate and reason stay as it wrote them.
+                self.study._storage.set_trial_user_attr(
+                    t._trial_id, LOST_ATTR, {"worker": who, "reason": reason, "final": final}
+                )
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            except Exception:  # noqa: BLE001, S112 - another worker closed it first, or its own worker finished it
+                continue
+            n += 1
+            self.view.note(f"trial {t.number} closed: {reason}")
         return n
 
     # -- planning ------------------------------------------------------------------------------------------
@@ -281,7 +370,7 @@ class Search:
         return out
 
     def plan(self, records: Sequence[TrialRecord], remaining: Sequence[Point]) -> tuple[Point, str] | None:
-        taken = {r.point.key for r in records if r.ran or r.fate == RUNNING}
+        taken = {r.point.key for r in records if r.ran or r.fate == LOST or self._live(r)}
         rem = {p.key for p in remaining}
         base = self.baseline
         assert base is not None
@@ -408,11 +497,13 @@ class Search:
         workdir = (self.trials_dir / f"trial-{trial.number:04d}").resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
+        heartbeat = Heartbeat(trial, self.me, float(self.heartbeat_s or 0), seq=self._beats.get(trial.number, 0))
         try:
             kwargs: dict[str, Any] = {"timeout_s": self.budget.trial_timeout_s, "workdir": workdir}
             if self.runner_env is not None:
                 kwargs["env"] = self.runner_env
-            result = self.runner(spec, **kwargs)
+            with heartbeat:
+                result = self.runner(spec, **kwargs)
         except KeyboardInterrupt:
             rec.fate, rec.reason = INTERRUPTED, "interrupted by Ctrl-C; --resume runs it again"
             rec.wall_s = time.monotonic() - t0
@@ -424,7 +515,6 @@ class Search:
             result = TrialResult(status="error", reason=f"the trial runner failed: {type(exc).__name__}: {exc}")
         rec.wall_s = result.wall_s or (time.monotonic() - t0)
         self._judge(rec, spec, result)
-        self._write(trial, rec)
         memory = rec.peak_fraction - 1 if rec.peak_fraction is not None else 0.0
         failure = 0.0
         if rec.fate in OVER_STATUSES and memory <= 0:
@@ -432,9 +522,43 @@ class Search:
             memory = max((est / self.ceiling_bytes - 1) if est else 0.0, 0.05)
         elif rec.fate != "ok":
             failure = 1.0
-        self._tell(trial, rec, memory, failure)
+        try:
+            self._write(trial, rec)
+            self._tell(trial, rec, memory, failure)
+        except Exception:
+            if heartbeat.closed or not self._running(trial):
+                # Another worker saw no heartbeat for the grace period (a storage outage, clocks far apart) and
+                # closed the trial; the point runs again there, so this result is dropped, not counted twice.
+                rec.fate, rec.reason = INTERRUPTED, "closed by another worker while it ran (heartbeats missed); result dropped"
+                self.view.note(f"trial {trial.number}: {rec.reason}")
+                return rec
+            raise
         self.view.finished(rec)
         return rec
+
+    def _running(self, trial: optuna.Trial) -> bool:
+        import optuna
+
+        try:
+            return self.study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING
+        except Exception:  # noqa: BLE001 - the storage is what failed: say so by re-raising the original error
+            return True
+
+    def _claim(self, trial: optuna.Trial, point: Point, origin: str) -> None:
+        """Put the point and a first heartbeat on the RUNNING trial, so other workers see the point as taken
+        (and this trial as alive) before it runs."""
+        trial.set_user_attr("point", point.to_dict())
+        if trial.user_attrs.get("origin") != origin:
+            trial.set_user_attr("origin", origin)
+        self._beats[trial.number] = 1
+        trial.set_user_attr(HEARTBEAT_ATTR, beat_value(self.me, float(self.heartbeat_s or 0), 1))
+
+    def _rival(self, records: Sequence[TrialRecord], trial: optuna.Trial, point: Point) -> TrialRecord | None:
+        """Another trial that ran, or is running, the point this one just claimed."""
+        for r in records:
+            if r.number != trial.number and r.point.key == point.key and (r.ran or r.fate == LOST or self._live(r)):
+                return r
+        return None
 
     def _judge(self, rec: TrialRecord, spec: TrialSpec, result: TrialResult) -> None:
         """Feasible iff the trial ran to the end and its measured peak is within the ceiling."""
@@ -500,7 +624,9 @@ class Search:
 
     def _stop_reason(self, records: Sequence[TrialRecord], started: float) -> str | None:
         b = self.budget
-        ran = sum(1 for r in records if r.ran or (r.fate == RUNNING and r.worker != self.me))
+        # Other workers' trials that are running now count, so that every worker stops at N together; a trial of a
+        # worker that stopped beating does not (it is closed, and its point runs again).
+        ran = sum(1 for r in records if r.ran or (self._live(r) and r.worker != self.me))
         if ran >= b.n_trials:
             return f"--n-trials {b.n_trials} reached"
         if b.timeout_s is not None and time.monotonic() - started >= b.timeout_s:
@@ -512,9 +638,7 @@ class Search:
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> SearchOutcome:
         started = time.monotonic()
-        recovered = self.recover_stale()
-        if recovered:
-            self.view.note(f"{recovered} trial(s) left running by a stopped process were closed; they run again")
+        self.recover_stale()  # each closed trial is noted with its reason
         ran_here = 0
         idle = 0  # proposals in a row that ran nothing
         idle_total = 0
@@ -529,7 +653,7 @@ class Search:
                     stop = reason
                     break
                 self.pruner.observe(self._observations(records))
-                taken = {r.point.key: r for r in records if r.ran or r.fate == RUNNING}
+                taken = {r.point.key: r for r in records if r.ran or r.fate == LOST or self._live(r)}
                 # A point pruned earlier is proposable again once calibration says it may fit after all.
                 done = dict(taken)
                 for r in records:
@@ -562,10 +686,21 @@ class Search:
                     self.record_pruned(trial, point, origin, why)
                     trial, idle, idle_total = None, idle + 1, idle_total + 1
                     continue
+                # Claim, then look again: between this worker's plan and its claim another worker may have
+                # claimed the same point (both planned it at once). Then this one steps back and records a repeat.
+                self._claim(trial, point, origin)
+                rival = self._rival(self.records(), trial, point)
+                if rival is not None:
+                    self.record_duplicate(trial, point, origin, rival)
+                    trial, idle, idle_total = None, idle + 1, idle_total + 1
+                    time.sleep(random.uniform(0.05, 0.5))  # two workers that both stepped back do not meet again
+                    continue
                 idle = 0
-                self.run_point(trial, point, origin)
+                rec = self.run_point(trial, point, origin)
                 trial = None
-                ran_here += 1
+                ran_here += rec.ran
+            if self.wait_for_others:
+                self._wait_for_others()
         except (KeyboardInterrupt, SearchInterrupted):
             if trial is not None:
                 with contextlib.suppress(Exception):  # the storage may be what failed
@@ -574,6 +709,21 @@ class Search:
                                  self.pruner.calibration.summary)
         return SearchOutcome(self.records(), stop, False, time.monotonic() - started, ran_here,
                              self.pruner.calibration.summary)
+
+    def _wait_for_others(self) -> None:
+        """Wait until the trials other workers are running end (or are closed as abandoned), so that the result
+        written from this process includes them. Bounded: a trial ends by its timeout or stops beating."""
+        deadline = time.monotonic() + self.budget.trial_timeout_s + 8 * float(self.heartbeat_s or 0) + 60
+        said = False
+        while time.monotonic() < deadline:
+            live = [r for r in self.records() if self._live(r) and r.worker != self.me]
+            if not live:
+                return
+            if not said:
+                workers = sorted({r.worker for r in live})
+                self.view.note(f"waiting for {len(live)} trial(s) still running on {', '.join(workers)}")
+                said = True
+            time.sleep(min(2.0, float(self.heartbeat_s or 1)))
 
     def _exploit_turn(self, records: Sequence[TrialRecord]) -> bool:
         """After the planned points, alternate the sampler (explore) with neighbours of the best (exploit)."""

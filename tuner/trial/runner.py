@@ -2,12 +2,18 @@
 
 The child runs in a new session (its own process group), so a timeout or a memory watchdog can end it together
 with everything it started (torchrun's ranks, DataLoader workers); when it is gone, its GPU memory is free again.
+A new session also means the child does not die with its parent: on Linux it asks the kernel for SIGTERM when the
+parent goes (``PR_SET_PDEATHSIG``), so a SIGKILLed ``cfgtune worker`` does not leave a trial holding the GPU
+(torchrun passes the SIGTERM on to its ranks). The kernel sends it when the *thread* that started the child
+exits, not the process: call :func:`run_trial` from a thread that outlives the trial (the search loop runs it
+from the main thread).
 Nothing here raises for a failed trial: an OOM, a crash, a kill, a hang or a broken setup is a status with a reason,
 and the study goes on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -55,6 +61,40 @@ def worker_command(spec: TrialSpec, spec_path: Path, out_path: Path, python: str
         return [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                 "--nproc_per_node", str(spec.world_size), *args]
     return [python, *args]
+
+
+PR_SET_PDEATHSIG = 1
+_prctl: Any = None
+
+
+def _resolve_prctl() -> Any:
+    """libc's prctl, looked up in the parent: the forked child must not load libraries (another thread of the
+    parent, a heartbeat, may hold the loader's lock at the moment of the fork)."""
+    global _prctl
+    if _prctl is None and sys.platform.startswith("linux"):
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).prctl
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+            _prctl = fn
+        except (OSError, AttributeError):
+            _prctl = False
+    return _prctl or None
+
+
+def die_with_parent_hook() -> Any:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this thread exits (Linux), else None."""
+    prctl = _resolve_prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -282,6 +322,7 @@ def run_trial(
             proc = subprocess.Popen(
                 cmd, stdout=out_fh, stderr=err_fh, stdin=subprocess.DEVNULL, env=_child_env(env),
                 cwd=str(workdir), start_new_session=True,
+                preexec_fn=die_with_parent_hook(),  # noqa: PLW1509 - only a pre-resolved prctl call runs there
             )
             outcome = _supervise(proc, spec, timeout_s)
         tail = _tail(stderr_path)
