@@ -200,6 +200,7 @@ def test_nvml_path_reports_each_gpu_and_compares_with_the_trial(work: Path, monk
     # 6000 MiB observed = 5.86 GiB: the estimate (5 GiB) 15% short, the trial (5.5 GiB) 6% short
     assert "observed peak 5.9 GiB (GPU 0, the highest of 2); the estimate said 5.0 GiB (-15%), trial #7 measured 5.5 GiB (-6%)" in out
     assert "1.07x trial #7's measurement" in out and "checkpoint saving" in out
+    assert "trial #7 ran on 1 GPU(s) and this run uses 2: ZeRO shards over the run's GPUs" in out
     rec = json.loads((work / "tuned.launch.json").read_text())
     assert rec["observed_per_device"] == {"0": 6000 * MIB, "1": 0}
     assert rec["world_size"] == 2 and rec["gpus"] == ["0", "1"] and rec["device"] == "cuda"

@@ -211,6 +211,12 @@ def _expectations(config: Path, doc: Document, env: dict[str, str], obs: Observe
                          f"{name} measured the config as it was then")  # fmt: skip
         if prov.data.get("device") and prov.data.get("device") != obs.kind:
             notes.append(f"{name} was measured on {prov.data.get('device')}, this run is measured on {obs.kind}")
+        trial_world, run_world = prov.data.get("world_size"), per_node * nnodes
+        if obs.kind == "cuda" and isinstance(trial_world, int) and trial_world != run_world:
+            how = (f"tune with --gpus {run_world} to measure it" if nnodes == 1 else
+                   "trials run on one node, so sharding across nodes is estimated, not measured")  # fmt: skip
+            notes.append(f"{name} ran on {trial_world} GPU(s) and this run uses {run_world}: ZeRO shards over the "
+                         f"run's GPUs, so its per-GPU peak is not what {name} measured ({how})")  # fmt: skip
         model = model or prov.data.get("model")
     return {"refs": [est, trial], "notes": notes, "raw": raw, "model": model or doc.data.get("model_name_or_path"),
             "zero_stage": zero_stage, "provenance": prov}  # fmt: skip
