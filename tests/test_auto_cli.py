@@ -248,6 +248,7 @@ def test_generated_config_when_there_is_no_base(workdir: Path, monkeypatch: pyte
     assert data["model_name_or_path"] == "tiny-llama" and data["dataset"] == "demo" and data["dataset_dir"] == "data"
     assert data["per_device_train_batch_size"] * data["gradient_accumulation_steps"] == 4
     assert data["cutoff_len"] == 32 and data["stage"] == "sft" and data["do_train"] is True
+    assert data["use_cpu"] is True  # tuned on the CPU: it trains there too
     assert lint_errors(workdir / "gen" / "tuned.yaml") == []
 
 

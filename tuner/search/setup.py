@@ -353,7 +353,7 @@ def prepare(opts: AutoOptions) -> Prepared:
         generated_text = generate_config(
             model_path=model_ref, finetuning_type="lora", dataset=dataset, dataset_dir=dataset_dir,
             template=model.template or model.family_template,
-            output_dir=f"saves/{_safe(model.name)}/lora/sft", precision="bf16",
+            output_dir=f"saves/{_safe(model.name)}/lora/sft", precision="bf16", use_cpu=device.kind == "cpu",
         )  # fmt: skip
     elif opts.dataset and opts.dataset != data.get("dataset"):
         raise SetupError(f"--dataset {opts.dataset}: the base config names dataset `{data.get('dataset')}`; edit the config instead")
