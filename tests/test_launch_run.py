@@ -38,6 +38,14 @@ if mode == "alloc":  # hold ~150 MiB for a while, like a training step
     time.sleep(0.6)
     print("{'loss': 1.2345, 'epoch': 1.0}", flush=True)
     print("a warning on stderr", file=sys.stderr, flush=True)
+elif mode == "workers":  # 150 MiB here and 150 MiB in each of two dataset workers
+    import subprocess
+    hold = "b = bytearray(150 * 1024 * 1024); b[::4096] = b'\\1' * len(b[::4096]); import time; time.sleep(1.2)"
+    kids = [subprocess.Popen([sys.executable, "-c", hold]) for _ in range(2)]
+    blob = bytearray(150 * 1024 * 1024)
+    blob[::4096] = b"\1" * len(blob[::4096])
+    for k in kids:
+        k.wait()
 elif mode == "gpu":  # tell the fake NVML what "GPU 0" holds
     for mib in (2000, 6000, 3000):
         open(os.environ["FAKE_GPU_FILE"], "w").write(str(mib))
@@ -131,7 +139,8 @@ def test_output_streams_through_and_memory_is_measured_and_recorded(work: Path, 
     out = result.output
     assert "fake trainer: train tuned.yaml" in out and "{'loss': 1.2345, 'epoch': 1.0}" in out
     assert "a warning on stderr" in result.stderr  # the child's stderr stays stderr
-    assert "measured: peak RSS of the process tree" in out
+    assert "measured: peak RSS of the largest process" in out
+    assert "the whole process tree (dataset workers included) peaked at" in out
     assert "no trial measurement (not tuned by cfgtune auto)" in out
     assert "the estimate said" in out and "not comparable" in out  # RSS vs a GPU estimate, said honestly
     # the record sits next to the config (the fake made no output_dir), the history got one line
@@ -146,6 +155,15 @@ def test_output_streams_through_and_memory_is_measured_and_recorded(work: Path, 
     lines = history(work)
     assert len(lines) == 1 and lines[0]["config_sha256"] == rec["config_sha256"]
     assert f"history: {work / 'home' / 'history.jsonl'}" in out
+
+
+def test_a_cpu_run_is_judged_by_its_largest_process_like_a_trial(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = launch(["tuned.yaml"], monkeypatch, mode="workers")
+    assert result.exit_code == 0, result.output
+    rec = json.loads((work / "tuned.launch.json").read_text())
+    peak, tree = rec["observed_peak_bytes"], rec["measured"]["tree_peak_bytes"]
+    assert 150 * MIB <= peak < 300 * MIB  # one process: the trainer, not its workers
+    assert tree >= 400 * MIB  # the three together, reported beside it
 
 
 def test_record_goes_to_the_output_dir_when_the_run_made_it(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """`cfgtune launch` runs a tuned config with LLaMA-Factory and watches what it really uses.
 
 The training's output streams through unchanged, Ctrl-C reaches it (a second one stops it hard), and its exit
-code is ours. Meanwhile each GPU's memory is sampled through NVML (or the process tree's RSS for a CPU run);
+code is ours. Meanwhile each GPU's memory is sampled through NVML (or the largest RSS in the process tree for a CPU run);
 at the end the observed peak is held against the estimate and the tuned trial's measurement, written to
 ``<output_dir>/cfgtune-launch.json`` (next to the config as ``<name>.launch.json`` when the run made no
 output_dir) and appended to the run history that calibrates ``cfgtune estimate``.
@@ -65,7 +65,7 @@ def launch(config: Path, gpus: int | None, nnodes: int, node_rank: int, master_a
     GPUs or nodes are used, and CUDA_VISIBLE_DEVICES for --gpus. CONFIG is linted first; errors stop the launch
     unless --force. Ctrl-C is passed to the training so it can stop cleanly; press it twice to stop it hard.
 
-    At the end it prints the peak memory per GPU (NVML; the process tree's RSS for a CPU run) against the
+    At the end it prints the peak memory per GPU (NVML; the largest process's RSS for a CPU run) against the
     estimate and, for a config written by `cfgtune auto`, the tuned trial's measured peak, and says which one
     was wrong if the run ran out of memory. The record goes to OUTPUT_DIR/cfgtune-launch.json (CONFIG's
     directory, as NAME.launch.json, when the run made no output_dir) and to the run history ($CFGTUNE_HOME/history.jsonl, default ~/.local/share/cfgtune/) that `cfgtune estimate` calibrates by.
@@ -233,7 +233,7 @@ def _judge(result: RunResult, obs: Observed, refs: list[Reference]) -> Verdict:
     where = ""
     if dev is not None:
         where = f"GPU {dev.label}" + (f", the highest of {len(obs.devices)}" if len(obs.devices) > 1 else "") \
-            if obs.kind == "cuda" else "process tree RSS"
+            if obs.kind == "cuda" else "largest process RSS"
     stopped = None
     if result.forwarded:
         stopped = ", ".join(result.forwarded)
@@ -256,6 +256,8 @@ def _report(result: RunResult, obs: Observed, verdict: Verdict) -> None:
         for d in obs.devices:
             _say(f"  GPU {d.label} ({d.name}): peak {_b(d.peak_bytes)} of {_b(d.total_bytes)}"
                  + (f" ({_b(d.baseline_bytes)} was in use before the launch)" if d.baseline_bytes else ""))  # fmt: skip
+    elif obs.tree_peak_bytes:
+        _say(f"  the whole process tree (dataset workers included) peaked at {_b(obs.tree_peak_bytes)} of host memory")
     _say(("error: " if verdict.oom else "") + verdict.headline)
     for line in verdict.lines:
         _say(f"  {line}")

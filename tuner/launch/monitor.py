@@ -20,7 +20,7 @@ SAMPLE_INTERVAL_S = 0.5
 #: The timeline keeps at most this many points; past it, every other one is dropped and the stride doubles.
 TIMELINE_POINTS = 240
 
-RSS_METHOD = "peak RSS of the process tree"
+RSS_METHOD = "peak RSS of the largest process in the run's tree (per rank, as trials measure it)"
 NVML_METHOD = "NVML device memory used, less what was in use before the launch"
 
 
@@ -52,6 +52,7 @@ class Observed:
     samples: int = 0
     timeline: list[tuple[float, list[int]]] = field(default_factory=list)  # (seconds since start, bytes per device)
     notes: list[str] = field(default_factory=list)
+    tree_peak_bytes: int | None = None  # CPU runs: the whole tree's RSS (dataset workers too), for host memory
 
     @property
     def peak_bytes(self) -> int | None:
@@ -67,6 +68,7 @@ class Observed:
             "kind": self.kind, "method": self.method, "hardware": self.hardware, "interval_s": self.interval_s,
             "samples": self.samples, "peak_bytes": self.peak_bytes, "devices": [d.to_dict() for d in self.devices],
             "timeline": [{"t": round(t, 2), "bytes": v} for t, v in self.timeline], "notes": list(self.notes),
+            "tree_peak_bytes": self.tree_peak_bytes,
         }  # fmt: skip
 
 
@@ -128,7 +130,8 @@ class Monitor:
 
 
 class RssMonitor(Monitor):
-    """The summed RSS of the child and its descendants (pages shared between ranks count once per process)."""
+    """The largest RSS among the child and its descendants, which is what a trial's budget applies to (one rank),
+    and the tree's summed RSS beside it (dataset workers, several ranks: what the host must hold)."""
 
     def __init__(self, interval_s: float = SAMPLE_INTERVAL_S, notes: list[str] | None = None) -> None:
         super().__init__(Observed("cpu", RSS_METHOD, [DevicePeak("cpu", "host memory", _host_total(), 0)], "cpu",
@@ -152,13 +155,17 @@ class RssMonitor(Monitor):
             procs = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
             return None
-        total = 0
+        total = largest = 0
         for p in procs:
             try:
-                total += int(p.memory_info().rss)
+                rss = int(p.memory_info().rss)
             except psutil.Error:
                 continue
-        return [total] if total else None
+            total += rss
+            largest = max(largest, rss)
+        if total:
+            self.observed.tree_peak_bytes = max(self.observed.tree_peak_bytes or 0, total)
+        return [largest] if largest else None
 
 
 class NvmlMonitor(Monitor):
