@@ -127,10 +127,11 @@ class Schema:
 
 @lru_cache(maxsize=1)
 def load_schema() -> Schema:
-    from tuner.config._schema_data import SCHEMA
+    from tuner.config._schema_data import SCHEMA as data
 
+    schema: dict[str, Any] = data
     keys = {}
-    for name, raw in SCHEMA["keys"].items():
+    for name, raw in schema["keys"].items():
         keys[name] = KeySpec(
             name=name,
             kind=raw["kind"],
@@ -147,10 +148,10 @@ def load_schema() -> Schema:
             choices5=tuple(raw["choices5"]) if raw.get("choices5") else None,
         )
     return Schema(
-        llamafactory_version=SCHEMA["llamafactory_version"],
-        llamafactory_describe=SCHEMA["llamafactory_describe"],
-        transformers_versions=tuple(SCHEMA["transformers_versions"]),
-        transformers_range=SCHEMA["transformers_range"],
+        llamafactory_version=schema["llamafactory_version"],
+        llamafactory_describe=schema["llamafactory_describe"],
+        transformers_versions=tuple(schema["transformers_versions"]),
+        transformers_range=schema["transformers_range"],
         keys=keys,
     )
 

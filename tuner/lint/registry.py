@@ -58,7 +58,7 @@ def _rules_in(module: ModuleType) -> Iterable[type[Rule]]:
 
 
 def builtin_modules() -> list[str]:
-    import tuner.rules as pkg
+    import tuner.rules as pkg  # type: ignore[import-not-found]  # rules/ is mapped to tuner.rules at install
 
     return [f"tuner.rules.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
 

@@ -81,6 +81,7 @@ def _locate(ctx: Context, finding: Finding) -> tuple[Path, int, int, int, int, s
             finding_keys = (finding.key, *finding.also)
     else:
         finding_keys = (finding.key, *finding.also)
+    assert doc is not None  # the YAML itself always has a document
     for key in finding_keys:
         if key and (entry := doc.entry(key)) is not None:
             s, e = entry.key_span.start, entry.value_span.end

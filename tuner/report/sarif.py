@@ -222,9 +222,9 @@ def document(results: list[FileResult], rules: dict[str, type[Rule]], opts: Opti
         "rules": descriptors,
         "properties": {"llamafactoryVersion": LLAMAFACTORY_VERSION},
     }
-    uri = information_uri()
-    if uri:
-        driver["informationUri"] = uri
+    home = information_uri()
+    if home:
+        driver["informationUri"] = home
     return {
         "$schema": SCHEMA_URI,
         "version": SARIF_VERSION,
