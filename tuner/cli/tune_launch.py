@@ -150,9 +150,9 @@ def _run(config: Path, doc: Document, plan: LaunchPlan, *, gpus: int | None, nno
 
 
 def _b(n: int | None) -> str:
-    from tuner.launch.verdict import fmt_bytes
+    from tuner.search.sizes import format_bytes
 
-    return fmt_bytes(n)
+    return format_bytes(n)
 
 
 def _measuring(obs: Observed) -> str:

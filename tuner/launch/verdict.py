@@ -13,9 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-GIB = 1024**3
-_UNITS = {"B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4, "KB": 1000, "MB": 1000**2,
-          "GB": 1000**3}  # fmt: skip
+from tuner.search.sizes import format_bytes, parse_size
 
 #: Lines that mean a GPU ran out of memory (torch, cuBLAS, NCCL, DeepSpeed).
 _GPU_OOM = re.compile(
@@ -27,16 +25,6 @@ _GPU_OOM = re.compile(
 _HOST_OOM = re.compile(r"^MemoryError\b|\bMemoryError: |Signal 9 \(SIGKILL\) received|exitcode\s*:\s*-9\b", re.MULTILINE)
 _IN_USE = re.compile(r"this process has ([\d.]+) ([KMGT]i?B) memory in use", re.IGNORECASE)
 _TRIED = re.compile(r"Tried to allocate ([\d.]+) ([KMGT]i?B)", re.IGNORECASE)
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / GIB:.1f} GiB" if abs(n) >= GIB else f"{n / 1024**2:.0f} MiB"
-
-
-def _size(number: str, unit: str) -> int:
-    return int(float(number) * _UNITS[unit.upper()])
 
 
 def detect_oom(tail: str, *, signal: int | None, forwarded: list[str] | None = None) -> str | None:
@@ -56,10 +44,18 @@ def torch_oom_need(tail: str) -> int | None:
     tried = list(_TRIED.finditer(tail))
     if not in_use:
         return None
-    need = _size(*in_use[-1].groups())
+    need = _bytes(in_use[-1])
     if tried:
-        need += _size(*tried[-1].groups())
+        need += _bytes(tried[-1])
     return need
+
+
+def _bytes(m: re.Match[str]) -> int:
+    """A size torch printed ("78.00 GiB"); 0 for one under a byte, which parse_size refuses."""
+    try:
+        return parse_size("".join(m.groups()))
+    except ValueError:
+        return 0
 
 
 def oom_floor(observed: int | None, *, tail: str = "", capacity: int | None = None) -> int | None:
@@ -110,13 +106,13 @@ def _compare(refs: list[Reference], actual: int | None) -> tuple[list[str], list
             continue
         if actual:
             dev = deviation(r.bytes, actual)
-            parts.append(f"{r.name} {r.verb} {fmt_bytes(r.bytes)} ({dev:+.0%})")
+            parts.append(f"{r.name} {r.verb} {format_bytes(r.bytes)} ({dev:+.0%})")
             rows.append({"name": r.name, "bytes": r.bytes, "deviation": round(dev, 4), "ratio": round(actual / r.bytes, 4),
                          "detail": r.detail})  # fmt: skip
             if r.bytes < actual:
                 under.append(r.name)
         else:
-            parts.append(f"{r.name} {r.verb} {fmt_bytes(r.bytes)}")
+            parts.append(f"{r.name} {r.verb} {format_bytes(r.bytes)}")
             rows.append({"name": r.name, "bytes": r.bytes, "deviation": None, "ratio": None, "detail": r.detail})
     return parts, rows, under
 
@@ -149,17 +145,17 @@ def judge(
     if oom_reason:
         need = oom_floor(observed, tail=tail, capacity=capacity)
         parts, rows, under = _compare(refs, need)
-        head = f"the run ran out of memory at {fmt_bytes(need)}" if need else "the run ran out of memory"
+        head = f"the run ran out of memory at {format_bytes(need)}" if need else "the run ran out of memory"
         headline = f"{head}; {', '.join(parts)}: {_who(under, known) if need else 'no figure to compare with'}"
         why = [f"out of memory: {oom_reason}"]
         if observed is not None and need is not None and need > observed:
-            why.append(f"the sampled peak was {fmt_bytes(observed)}; the failing allocation pushed it past {fmt_bytes(need)}")
+            why.append(f"the sampled peak was {format_bytes(observed)}; the failing allocation pushed it past {format_bytes(need)}")
         return Verdict(True, need, headline, why, rows, under)
     parts, rows, under = _compare(refs, observed)
     if observed is None:
         headline = f"no memory figure was observed; {', '.join(parts)}"
     else:
-        headline = f"observed peak {fmt_bytes(observed)}{f' ({where})' if where else ''}; {', '.join(parts)}"
+        headline = f"observed peak {format_bytes(observed)}{f' ({where})' if where else ''}; {', '.join(parts)}"
     lines: list[str] = []
     for row in rows:
         if row["ratio"] is not None and row["name"].startswith("trial"):
