@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,7 +71,11 @@ elif mode == "sleep":  # stop cleanly on SIGINT, as the HF trainer does after sa
 elif mode == "stubborn":  # ignores SIGINT and SIGTERM: only SIGKILL stops it
     signal.signal(signal.SIGINT, lambda s, f: print("ignoring SIGINT", flush=True))
     signal.signal(signal.SIGTERM, lambda s, f: print("ignoring SIGTERM", flush=True))
+    import subprocess  # a "rank" in a session of its own, as torchrun starts them, as stubborn as its parent
+    rank = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                             "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"], start_new_session=True)
     print("training...", flush=True)
+    print(f"rank pid {rank.pid}", flush=True)
     while True:
         time.sleep(0.05)
 '''
@@ -270,8 +275,23 @@ def test_a_second_ctrl_c_escalates_to_sigterm_then_sigkill(work: Path) -> None:
     assert "ignoring SIGINT" in out and "ignoring SIGTERM" in out
     assert "sent SIGTERM; SIGKILL in 0.3 s" in err
     assert proc.returncode == 128 + 9
+    # the rank in its own session got the SIGKILL too: no orphan keeps the GPU
+    rank = int(re.search(r"rank pid (\d+)", out).group(1))  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while _alive(rank) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(rank)
     rec = history(work)[0]
     assert rec["forwarded_signals"] == ["SIGINT", "SIGTERM", "SIGKILL"] and rec["oom"] is False  # our SIGKILL is no OOM
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie (dead, not yet reaped by init) counts as gone
+        return fh.read().split(")")[-1].split()[0] != "Z"
 
 
 # -- provenance from `cfgtune auto` -------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ class _Forwarder:
         self.pending: int | None = None  # a signal that came before the child existed
         self.sent: list[str] = []
         self._timer: threading.Timer | None = None
+        self._tree: list[Any] = []  # the child's descendants when SIGTERM went out (psutil processes)
 
     def started(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
@@ -112,6 +113,14 @@ class _Forwarder:
 
     def _kill(self, sig: int) -> None:
         if self.proc is None:
+            return
+        if sig == signal.SIGKILL:
+            # torchrun starts each rank in a session of its own, and cannot pass a SIGKILL on: every process of
+            # the tree gets it, those seen when SIGTERM went out too (orphans cannot be found from a dead leader).
+            from tuner.trial.runner import descendants, signal_all
+
+            signal_all(self.proc.pid, [*self._tree, *descendants(self.proc.pid)], signal.SIGKILL)
+            self.sent.append(signal.SIGKILL.name)
             return
         try:
             os.killpg(self.proc.pid, sig)
@@ -135,6 +144,9 @@ class _Forwarder:
             self.say(f"{name}: forwarded to the training (process group {self.proc.pid}); waiting for it to stop "
                      f"cleanly (press Ctrl-C again to terminate it)")  # fmt: skip
         elif self.count == 2:
+            from tuner.trial.runner import descendants
+
+            self._tree = descendants(self.proc.pid)
             self._kill(signal.SIGTERM)
             self.say(f"{name} again: sent SIGTERM; SIGKILL in {self.grace_s:g} s unless it stops (Ctrl-C again: now)")
             self._timer = threading.Timer(self.grace_s, self._kill, args=(signal.SIGKILL,))

@@ -130,7 +130,7 @@ def _largest_rss(pid: int) -> int:
     return largest
 
 
-def _descendants(pid: int) -> list[Any]:
+def descendants(pid: int) -> list[Any]:
     import psutil  # type: ignore[import-untyped]
 
     try:
@@ -139,7 +139,7 @@ def _descendants(pid: int) -> list[Any]:
         return []
 
 
-def _signal_all(pgid: int, procs: list[Any], sig: signal.Signals) -> None:
+def signal_all(pgid: int, procs: list[Any], sig: signal.Signals) -> None:
     """``sig`` to the child's group and to each descendant and its own group: torchrun starts every rank in a
     new session, so the child's group alone would miss them."""
     groups = {pgid}
@@ -166,15 +166,15 @@ def _kill_group(pgid: int, proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the child and everything below it, then SIGKILL to whatever is left."""
     import psutil  # type: ignore[import-untyped]
 
-    procs = _descendants(proc.pid)  # before the leader dies: orphans cannot be found from it afterwards
-    _signal_all(pgid, procs, signal.SIGTERM)
+    procs = descendants(proc.pid)  # before the leader dies: orphans cannot be found from it afterwards
+    signal_all(pgid, procs, signal.SIGTERM)
     try:
         proc.wait(timeout=TERM_GRACE_S)
     except subprocess.TimeoutExpired:
         pass
     _, alive = psutil.wait_procs(procs, timeout=0.5)
-    procs = alive + [p for p in _descendants(proc.pid) if p not in alive]
-    _signal_all(pgid, procs, signal.SIGKILL)
+    procs = alive + [p for p in descendants(proc.pid) if p not in alive]
+    signal_all(pgid, procs, signal.SIGKILL)
     try:
         proc.kill()
         proc.wait(timeout=5.0)
