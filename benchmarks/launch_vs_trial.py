@@ -48,8 +48,10 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 def build_model(spec: str, path: Path, device: str) -> str:
     """Save a random-weight model of the architecture and a small tokenizer at ``path``; return a description."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tuner.data.testing import tiny_tokenizer
 
     if spec == "tiny":
         config = AutoConfig.for_model(**TINY)
@@ -61,19 +63,13 @@ def build_model(spec: str, path: Path, device: str) -> str:
         info = resolve_model(spec)
         config, _ = hf_config(info.arch)
         described = info.describe()
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=min(2000, config.vocab_size - 8),
-                                  special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    tok.train_from_iterator(
-        [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 20, trainer
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")  # fmt: skip
-    fast.save_pretrained(path)
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = 1, 2, 3
+    # The model keeps its real vocabulary size (the logits' memory is real); the tokenizer only uses the first ids.
+    corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 20
+    tiny_tokenizer(path, vocab_size=min(2000, config.vocab_size - 8), corpus=corpus, bos_token="<s>",
+                   eos_token="</s>", pad_token="<|endoftext|>")  # fmt: skip
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    config.bos_token_id, config.eos_token_id = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    config.pad_token_id = tok.token_to_id("<|endoftext|>")
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     model = AutoModelForCausalLM.from_config(config, torch_dtype=dtype)
     model.save_pretrained(path)
@@ -82,21 +78,14 @@ def build_model(spec: str, path: Path, device: str) -> str:
 
 def write_dataset(data: Path, cutoff: int, n: int = 512) -> None:
     """Samples longer than ``cutoff`` tokens (one word is at least one token), so every batch is full."""
-    rows = []
-    for i in range(n):
-        words = [WORDS[(i * 7 + j) % len(WORDS)] for j in range(cutoff + 32)]
-        rows.append(
-            {
-                "instruction": f"Continue sequence {i}.",
-                "input": "",
-                "output": " ".join(words),
-            }
-        )
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "synthetic.json").write_text(json.dumps(rows))
-    (data / "dataset_info.json").write_text(
-        json.dumps({"synthetic": {"file_name": "synthetic.json"}})
-    )
+    from tuner.data.testing import write_dataset_dir
+
+    rows = [
+        {"instruction": f"Continue sequence {i}.", "input": "",
+         "output": " ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(cutoff + 32))}
+        for i in range(n)
+    ]  # fmt: skip
+    write_dataset_dir(data, {"synthetic": {"file_name": "synthetic.json"}}, {"synthetic.json": rows})
 
 
 BASE = """\

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tuner.data.testing import write_dataset_dir
+
 pytestmark = pytest.mark.llamafactory
 
 REQUIRED = os.environ.get("CFGTUNE_REQUIRE_LLAMAFACTORY") == "1"
@@ -75,22 +77,18 @@ use_cpu: true
 
 def _tiny_model(path: Path) -> None:
     """A random-weight Llama and a BPE tokenizer trained here: nothing is downloaded."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    from tuner.data.testing import tiny_tokenizer
+
     text = [f"{r['instruction']} {r['output']}" for r in ALPACA] * 4 + ["Human: Assistant: ### Instruction Response"]
-    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")  # fmt: skip
-    fast.save_pretrained(path)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    tiny_tokenizer(path, corpus=text, bos_token="<s>", eos_token="</s>", pad_token="<|endoftext|>")
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)  # fmt: skip
+                         bos_token_id=tok.token_to_id("<s>"), eos_token_id=tok.token_to_id("</s>"),
+                         pad_token_id=tok.token_to_id("<|endoftext|>"), tie_word_embeddings=False)  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(path)
 
 
@@ -105,9 +103,7 @@ def test_auto_then_launch_trains_a_checkpoint_with_llamafactory(tmp_path: Path) 
     _llamafactory_cli()
     model, data, output = tmp_path / "tiny-llama", tmp_path / "data", tmp_path / "saves" / "tiny-lora"
     _tiny_model(model)
-    data.mkdir()
-    (data / "alpaca_tiny.json").write_text(json.dumps(ALPACA))
-    (data / "dataset_info.json").write_text(json.dumps({"alpaca_tiny": {"file_name": "alpaca_tiny.json"}}))
+    write_dataset_dir(data, {"alpaca_tiny": {"file_name": "alpaca_tiny.json"}}, {"alpaca_tiny.json": ALPACA})
     (tmp_path / "base.yaml").write_text(BASE.format(model=model, data=data, output=output))
 
     auto = _cfgtune(["auto", "--model", str(model), "--config", "base.yaml", "--dataset-dir", str(data),

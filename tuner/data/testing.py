@@ -2,7 +2,8 @@
 
 ``tiny_tokenizer`` trains a byte-level BPE on a few sentences with the ``tokenizers`` library and writes a
 ``tokenizer.json`` and ``tokenizer_config.json`` like a model directory has, with the ChatML special tokens, so
-templates such as ``qwen`` find their markup as single tokens.
+templates such as ``qwen`` find their markup as single tokens. transformers loads the directory as a generic fast
+tokenizer, so a random-weight model saved beside it trains with LLaMA-Factory.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def tiny_tokenizer(
     corpus: Iterable[str] | None = None,
     bos_token: str | None = None,
     eos_token: str | None = "<|endoftext|>",
+    pad_token: str | None = None,
     chat_template: str | None = None,
     pre_tokenizer: str = "bytelevel",
 ) -> Path:
@@ -65,7 +67,10 @@ def tiny_tokenizer(
     )
     tok.train_from_iterator(list(corpus) if corpus is not None else SENTENCES * 4, trainer=trainer)
     tok.save(str(directory / "tokenizer.json"))
-    config: dict[str, Any] = {"bos_token": bos_token, "eos_token": eos_token, "model_max_length": 4096}
+    config: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos_token,
+                              "eos_token": eos_token, "model_max_length": 4096}  # fmt: skip
+    if pad_token:
+        config["pad_token"] = pad_token
     if chat_template:
         config["chat_template"] = chat_template
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
