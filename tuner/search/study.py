@@ -233,12 +233,12 @@ def open_study(
 
 
 def read_records(study: optuna.Study) -> list[TrialRecord]:
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        r = TrialRecord.from_trial(t)
-        if r is not None:
-            out.append(r)
-    return out
+    return records_of(study.get_trials(deepcopy=False))
+
+
+def records_of(trials: Sequence[Any]) -> list[TrialRecord]:
+    """The records of the trials cfgtune wrote (a trial with no point yet has none)."""
+    return [r for r in map(TrialRecord.from_trial, trials) if r is not None]
 
 
 # -- the loop ----------------------------------------------------------------------------------------------------
@@ -282,8 +282,8 @@ class Search:
         self.baseline = self.baseline or self.space.baseline()
         self._lora_objective = len(self.study.directions) > 1
         self._written: dict[int, dict[str, Any]] = {}
-        self.heartbeat_s = self.heartbeat_s or interval_from_env()
-        self._watch = StaleWatch(self.heartbeat_s)
+        self.interval_s: float = self.heartbeat_s or interval_from_env()
+        self._watch = StaleWatch(self.interval_s)
         self._stale: set[int] = set()  # RUNNING trials judged abandoned (closed, or being closed by someone)
         self._beats: dict[int, int] = {}  # trial number -> the heartbeat seq its claim wrote
 
@@ -293,16 +293,15 @@ class Search:
         trials = self.study.get_trials(deepcopy=False)
         if self._recover(trials):
             trials = self.study.get_trials(deepcopy=False)
-        out = []
-        for t in trials:
-            r = TrialRecord.from_trial(t)
-            if r is not None:
-                out.append(r)
-        return out
+        return records_of(trials)
 
     def _live(self, r: TrialRecord) -> bool:
         """A RUNNING trial whose worker is still there."""
         return r.fate == RUNNING and r.number not in self._stale
+
+    def _holds(self, r: TrialRecord) -> bool:
+        """Whether ``r`` keeps its point from being run again: it ran, it is running, or its point was lost twice."""
+        return r.ran or r.fate == LOST or self._live(r)
 
     def _observations(self, records: Sequence[TrialRecord]) -> list[Observation]:
         return [Observation(r.number, r.point, r.fate, r.predicted_bytes, r.peak_bytes) for r in records if r.ran]
@@ -370,7 +369,7 @@ class Search:
         return out
 
     def plan(self, records: Sequence[TrialRecord], remaining: Sequence[Point]) -> tuple[Point, str] | None:
-        taken = {r.point.key for r in records if r.ran or r.fate == LOST or self._live(r)}
+        taken = {r.point.key for r in records if self._holds(r)}
         rem = {p.key for p in remaining}
         base = self.baseline
         assert base is not None
@@ -497,7 +496,7 @@ class Search:
         workdir = (self.trials_dir / f"trial-{trial.number:04d}").resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        heartbeat = Heartbeat(trial, self.me, float(self.heartbeat_s or 0), seq=self._beats.get(trial.number, 0))
+        heartbeat = Heartbeat(trial, self.me, self.interval_s, seq=self._beats.get(trial.number, 0))
         try:
             kwargs: dict[str, Any] = {"timeout_s": self.budget.trial_timeout_s, "workdir": workdir}
             if self.runner_env is not None:
@@ -551,12 +550,12 @@ class Search:
         if trial.user_attrs.get("origin") != origin:
             trial.set_user_attr("origin", origin)
         self._beats[trial.number] = 1
-        trial.set_user_attr(HEARTBEAT_ATTR, beat_value(self.me, float(self.heartbeat_s or 0), 1))
+        trial.set_user_attr(HEARTBEAT_ATTR, beat_value(self.me, self.interval_s, 1))
 
     def _rival(self, records: Sequence[TrialRecord], trial: optuna.Trial, point: Point) -> TrialRecord | None:
         """Another trial that ran, or is running, the point this one just claimed."""
         for r in records:
-            if r.number != trial.number and r.point.key == point.key and (r.ran or r.fate == LOST or self._live(r)):
+            if r.number != trial.number and r.point.key == point.key and self._holds(r):
                 return r
         return None
 
@@ -653,7 +652,7 @@ class Search:
                     stop = reason
                     break
                 self.pruner.observe(self._observations(records))
-                taken = {r.point.key: r for r in records if r.ran or r.fate == LOST or self._live(r)}
+                taken = {r.point.key: r for r in records if self._holds(r)}
                 # A point pruned earlier is proposable again once calibration says it may fit after all.
                 done = dict(taken)
                 for r in records:
@@ -713,7 +712,7 @@ class Search:
     def _wait_for_others(self) -> None:
         """Wait until the trials other workers are running end (or are closed as abandoned), so that the result
         written from this process includes them. Bounded: a trial ends by its timeout or stops beating."""
-        deadline = time.monotonic() + self.budget.trial_timeout_s + 8 * float(self.heartbeat_s or 0) + 60
+        deadline = time.monotonic() + self.budget.trial_timeout_s + 8 * self.interval_s + 60
         said = False
         while time.monotonic() < deadline:
             live = [r for r in self.records() if self._live(r) and r.worker != self.me]
@@ -723,7 +722,7 @@ class Search:
                 workers = sorted({r.worker for r in live})
                 self.view.note(f"waiting for {len(live)} trial(s) still running on {', '.join(workers)}")
                 said = True
-            time.sleep(min(2.0, float(self.heartbeat_s or 1)))
+            time.sleep(min(2.0, self.interval_s))
 
     def _exploit_turn(self, records: Sequence[TrialRecord]) -> bool:
         """After the planned points, alternate the sampler (explore) with neighbours of the best (exploit)."""
