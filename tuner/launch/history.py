@@ -131,20 +131,31 @@ def calibration_for(model: str, hardware: str, path: Path | None = None) -> Hist
 
 
 def key_settings(data: Mapping[str, Any], zero_stage: int | None) -> dict[str, Any]:
-    """The settings of a LLaMA-Factory config that decide its memory, as recorded with a run."""
-    ft = data.get("finetuning_type", "lora")
+    """The settings of a LLaMA-Factory config that decide its memory, as recorded with a run; a key the config
+    leaves out has LLaMA-Factory's default (from the key schema)."""
+    from tuner.config.schema import load_schema
+
+    schema = load_schema()
+
+    def get(key: str) -> Any:
+        if key in data:
+            return data[key]
+        spec = schema.get(key)
+        return spec.default_for(4) if spec else None  # these keys' defaults are the same under transformers 5
+
+    ft = get("finetuning_type")
+    ds = data.get("deepspeed")
     return {
-        "stage": data.get("stage"),
+        "stage": get("stage"),
         "finetuning_type": ft,
-        "per_device_train_batch_size": data.get("per_device_train_batch_size", 8),  # HF's default
-        "gradient_accumulation_steps": data.get("gradient_accumulation_steps", 1),
-        "cutoff_len": data.get("cutoff_len", 2048),  # LLaMA-Factory's default
-        "lora_rank": data.get("lora_rank", 8) if ft == "lora" else None,
-        "gradient_checkpointing": not bool(data.get("disable_gradient_checkpointing", False)),
-        "liger": bool(data.get("enable_liger_kernel", False)),
-        "deepspeed": data.get("deepspeed") if isinstance(data.get("deepspeed"), str) else (
-            "inline" if data.get("deepspeed") else None),
+        "per_device_train_batch_size": get("per_device_train_batch_size"),
+        "gradient_accumulation_steps": get("gradient_accumulation_steps"),
+        "cutoff_len": get("cutoff_len"),
+        "lora_rank": get("lora_rank") if ft == "lora" else None,
+        "gradient_checkpointing": not bool(get("disable_gradient_checkpointing")),
+        "liger": bool(get("enable_liger_kernel")),
+        "deepspeed": ds if isinstance(ds, str) else ("inline" if ds else None),
         "zero_stage": zero_stage,
-        "quantization_bit": data.get("quantization_bit"),
-        "use_cpu": bool(data.get("use_cpu", False)),
-    }  # fmt: skip
+        "quantization_bit": get("quantization_bit"),
+        "use_cpu": bool(get("use_cpu")),
+    }
