@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -74,8 +73,8 @@ elif mode == "stubborn":  # ignores SIGINT and SIGTERM: only SIGKILL stops it
     import subprocess  # a "rank" in a session of its own, as torchrun starts them, as stubborn as its parent
     rank = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"], start_new_session=True)
+    open("rank.pid", "w").write(str(rank.pid))  # a file: lines after "training..." may sit in the test's read buffer
     print("training...", flush=True)
-    print(f"rank pid {rank.pid}", flush=True)
     while True:
         time.sleep(0.05)
 '''
@@ -276,7 +275,7 @@ def test_a_second_ctrl_c_escalates_to_sigterm_then_sigkill(work: Path) -> None:
     assert "sent SIGTERM; SIGKILL in 0.3 s" in err
     assert proc.returncode == 128 + 9
     # the rank in its own session got the SIGKILL too: no orphan keeps the GPU
-    rank = int(re.search(r"rank pid (\d+)", out).group(1))  # type: ignore[union-attr]
+    rank = int((work / "rank.pid").read_text())
     deadline = time.monotonic() + 5
     while _alive(rank) and time.monotonic() < deadline:
         time.sleep(0.05)
