@@ -134,7 +134,7 @@ def _run(config: Path, doc: Document, plan: LaunchPlan, *, gpus: int | None, nno
         _say(f"note: {note}")
     _say(f"measuring: {_measuring(obs)}")
     try:
-        result = run_child(plan.argv, env, on_start=monitor.start, grace_s=kill_grace)
+        result = run_child(plan.argv, env, on_start=monitor.watch, grace_s=kill_grace)
     except OSError as exc:
         monitor.stop()
         _fail(f"could not start `{plan.argv[0]}`: {exc}")

@@ -10,11 +10,12 @@ verdict therefore also considers the device's capacity (see :mod:`tuner.launch.v
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from tuner.trial.probe import Periodic
 
 SAMPLE_INTERVAL_S = 0.5
 #: The timeline keeps at most this many points; past it, every other one is dropped and the stride doubles.
@@ -72,13 +73,12 @@ class Observed:
         }  # fmt: skip
 
 
-class Monitor:
-    """Samples in a daemon thread from :meth:`start` to :meth:`stop`; a failed read never stops the run."""
+class Monitor(Periodic):
+    """Samples in a daemon thread from :meth:`watch` to :meth:`stop`; a failed read never stops the run."""
 
     def __init__(self, observed: Observed) -> None:
+        super().__init__(observed.interval_s)
         self.observed = observed
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._t0 = 0.0
         self._stride = 1
         self._tick = 0
@@ -107,21 +107,14 @@ class Monitor:
                 obs.timeline[:] = obs.timeline[::2]
                 self._stride *= 2
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.observed.interval_s):
-            self.sample()
-
-    def start(self, pid: int) -> None:
+    def watch(self, pid: int) -> None:
+        """Start sampling the run whose child is ``pid`` (run_child's ``on_start``)."""
         self._t0 = time.monotonic()
         self.attach(pid)
-        self.sample()
-        self._thread = threading.Thread(target=self._loop, name="cfgtune-monitor", daemon=True)
-        self._thread.start()
+        self.start()
 
     def stop(self) -> Observed:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.halt(timeout=5)
         self.close()
         return self.observed
 
@@ -206,7 +199,7 @@ def visible_entries(env: Mapping[str, str]) -> list[str] | None:
     return [e.strip() for e in value.split(",") if e.strip()]
 
 
-def _open_nvml(env: Mapping[str, str], nvml: Any) -> tuple[NvmlMonitor | None, str]:
+def _open_nvml(env: Mapping[str, str], nvml: Any, interval_s: float) -> tuple[NvmlMonitor | None, str]:
     """An NVML monitor for the visible GPUs, or None and why not."""
     if nvml is None:
         try:
@@ -252,7 +245,7 @@ def _open_nvml(env: Mapping[str, str], nvml: Any) -> tuple[NvmlMonitor | None, s
 
     profile = match_gpu(devices[0].name, devices[0].total_bytes)
     hardware = profile.name if profile is not None else devices[0].name
-    return NvmlMonitor(nvml, handles, devices, hardware), ""
+    return NvmlMonitor(nvml, handles, devices, hardware, interval_s), ""
 
 
 def make_monitor(env: Mapping[str, str], *, use_cpu: bool, interval_s: float = SAMPLE_INTERVAL_S,
@@ -260,8 +253,7 @@ def make_monitor(env: Mapping[str, str], *, use_cpu: bool, interval_s: float = S
     """The GPU monitor when NVML sees the run's GPUs, else the process-tree RSS monitor (with the reason)."""
     if use_cpu:
         return RssMonitor(interval_s, ["a CPU run (use_cpu: true)"])
-    mon, why = _open_nvml(env, nvml)
+    mon, why = _open_nvml(env, nvml, interval_s)
     if mon is None:
         return RssMonitor(interval_s, [f"no GPU memory figures: {why}"])
-    mon.observed.interval_s = interval_s
     return mon

@@ -42,14 +42,41 @@ def ru_maxrss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-class _Sampler:
-    """Calls ``read()`` every ``interval`` seconds in a daemon thread and keeps the largest value."""
+class Periodic:
+    """Calls ``sample()`` at once and then every ``interval`` seconds in a daemon thread, until :meth:`halt`.
+
+    The base of every memory sampler: a trial's (here) and a launched run's (:mod:`tuner.launch.monitor`).
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.sample()
+
+    def start(self) -> None:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def halt(self, timeout: float) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
+class _Sampler(Periodic):
+    """Calls ``read()`` every ``interval`` seconds and keeps the largest value."""
 
     def __init__(self, interval: float = SAMPLE_INTERVAL_S) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def read(self) -> int | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -62,19 +89,8 @@ class _Sampler:
         if value is not None and value > self.peak:
             self.peak = value
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def start(self) -> None:
-        self.sample()
-        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
-        self._thread.start()
-
     def stop(self) -> int:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self.halt(timeout=2)
         self.sample()
         return self.peak
 
