@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
 
 #: ``llamafactory-cli`` subcommands that go through ``get_infer_args`` (chat, API, web chat, export).
 INFER_COMMANDS = frozenset({"infer", "chat", "api", "webchat", "export"})

@@ -29,7 +29,7 @@ from tuner.data.info import (
     shown,
     split_names,
 )
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
 from tuner.lint.rule import Finding, Need, Rule, Severity
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tuner.config.deepspeed import DeepSpeedConfig
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity
 
 #: ``"auto"`` values transformers' Trainer fills from TrainingArguments or the model's hidden size.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, replace_value
 from tuner.lint.rule import Finding, Rule, Severity
 

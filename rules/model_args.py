@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import yaml
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
 from tuner.lint.rule import Finding, Rule, Severity
 

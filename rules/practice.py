@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, rename_key, replace_value
 from tuner.lint.rule import Finding, Rule, Severity
 

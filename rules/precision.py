@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, rename_key, set_key
 from tuner.lint.rule import Finding, Fix, Need, Rule, Severity
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import yaml
 
 from tuner.config.loader import LLaMAFactoryLoader
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import replace_value, set_key
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tuner.config.schema import RENAMED, UNSAFE_RENAMES, type_problem
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import rename_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity
 

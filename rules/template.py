@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import NamedTuple
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
 from tuner.lint.rule import Finding, Rule, Severity
 

@@ -16,7 +16,7 @@ from tuner.config.loader import parse_config
 from tuner.data.lint_stats import dataset_stats_for_lint
 from tuner.data.pipeline import DatasetStats
 from tuner.data.testing import tiny_tokenizer
-from tuner.lint.context import Context, LintOptions
+from tuner.config.context import Context, LintOptions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

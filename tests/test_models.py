@@ -419,7 +419,7 @@ def test_lint_resolution_finds_relative_dirs_and_turns_errors_into_reasons(tmp_p
 
 def test_context_model_uses_the_resolver(tmp_path: Path) -> None:
     from tuner.config.loader import parse_config
-    from tuner.lint.context import Context, LintOptions
+    from tuner.config.context import Context, LintOptions
 
     doc = parse_config("model_name_or_path: deepseek-32b\n", tmp_path / "train.yaml")
     ctx = Context(doc, LintOptions(cwd=tmp_path))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tuner.lint.context import Context
+from tuner.config.context import Context
 from tuner.lint.rule import Severity
 from tuner.lint.testing import fix_text, lint_result, lint_text
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli.lint import cli
-from tuner.lint.context import LintOptions
+from tuner.config.context import LintOptions
 from tuner.lint.rule import Severity, Violation
 from tuner.lint.runner import lint_file
 from tuner.lint.testing import lint_text, rules_for

@@ -70,7 +70,8 @@ def _run(
     isolated: bool = False,
 ) -> int:
     from tuner.config.document import InputError
-    from tuner.lint.context import LintOptions
+    from tuner.config.context import LintOptions
+    from tuner.config.versions import TargetVersions, with_transformers_major
     from tuner.lint.registry import RuleError, load_registry, select_rules
     from tuner.lint.runner import FileResult, lint_file
     from tuner.lint.settings import Settings, load_settings
@@ -93,7 +94,10 @@ def _run(
         hw=hw or settings.hw,
         gpus=gpus or settings.gpus,
         nodes=nodes or settings.nodes or 1,
-        transformers_major=int(transformers_major) if transformers_major else settings.transformers or _installed_transformers_major(),
+        target=with_transformers_major(
+            TargetVersions(),
+            int(transformers_major) if transformers_major else settings.transformers or _installed_transformers_major(),
+        ),
         command=lf_command or settings.command or "train",
         model=model_spec,
         tokenizer=tokenizer or settings.tokenizer,

@@ -59,7 +59,7 @@ def data(config: str, tokenizer: str | None, dataset_dir: str | None, as_json: b
     """Token-length statistics of the datasets in CONFIG, tokenized like LLaMA-Factory will."""
     from tuner.config.document import InputError
     from tuner.config.loader import load_config
-    from tuner.lint.context import Context, LintOptions
+    from tuner.config.context import Context, LintOptions
 
     try:
         doc = load_config(Path(config))

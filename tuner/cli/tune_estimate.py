@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 if TYPE_CHECKING:
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
     from tuner.memory.estimator import MemoryEstimate
     from tuner.memory.setup import TrainSetup
 
@@ -68,7 +68,7 @@ def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
              env: dict[str, str] | None = None) -> Context:  # fmt: skip
     from tuner.config.document import InputError
     from tuner.config.loader import load_config
-    from tuner.lint.context import Context, LintOptions
+    from tuner.config.context import Context, LintOptions
     from tuner.lint.rule import Need
 
     try:

@@ -21,7 +21,7 @@ from tuner.data.info import (
 
 if TYPE_CHECKING:
     from tuner.data.pipeline import DataRequest, DatasetStats
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
 
 
 def _int(v: Any) -> int | None:

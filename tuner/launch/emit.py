@@ -239,7 +239,7 @@ def emit(
 def lint_emitted(path: Path, *, cwd: Path | None = None, hw: str | None = None, gpus: int | None = None,
                  model: str | None = None, dataset_dir: str | None = None) -> Any:
     """Lint the written file with every rule, the way ``cfglint check`` would; returns the FileResult."""
-    from tuner.lint.context import LintOptions
+    from tuner.config.context import LintOptions
     from tuner.lint.registry import load_registry
     from tuner.lint.runner import lint_file
 

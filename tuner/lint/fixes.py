@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.lint.rule import Edit, Fix
 
 if TYPE_CHECKING:
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
 
 
 def yaml_scalar(value: Any) -> str:

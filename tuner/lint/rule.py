@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
 
 
 class Severity(str, enum.Enum):

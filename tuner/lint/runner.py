@@ -9,7 +9,7 @@ from pathlib import Path
 from tuner.config.document import Document, InputError
 from tuner.config.loader import load_config, parse_config
 from tuner.config.schema import RENAMED, load_schema
-from tuner.lint.context import Context, LintOptions
+from tuner.config.context import Context, LintOptions
 from tuner.lint.fixes import apply_edits, write_atomic
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity, SkipRule, Violation
 from tuner.lint.suppress import parse_suppressions

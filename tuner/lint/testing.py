@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.config.loader import parse_config
-from tuner.lint.context import LintOptions
+from tuner.config.context import LintOptions
+from tuner.config.versions import TargetVersions, Version, with_transformers_major
 from tuner.lint.fixes import apply_edits
 from tuner.lint.registry import load_registry, select_rules
 from tuner.lint.rule import Rule, Violation
@@ -27,7 +28,19 @@ def lint_result(text: str, *, path: str | Path = "config.yaml", select: list[str
     options.setdefault("cwd", p.parent if p.parent != Path("") else Path.cwd())
     options.setdefault("env", {})
     doc = parse_config(text, p)
-    return lint_document(doc, rules_for(select), LintOptions(**options))
+    return lint_document(doc, rules_for(select), lint_options(**options))
+
+
+def lint_options(**options: Any) -> LintOptions:
+    """LintOptions from keyword arguments; ``transformers_major=5`` or ``llamafactory="0.8.3"`` set the target."""
+    target = options.pop("target", None) or TargetVersions()
+    major = options.pop("transformers_major", None)
+    if major is not None:
+        target = with_transformers_major(target, int(major))
+    lf = options.pop("llamafactory", None)
+    if lf is not None:
+        target = TargetVersions(Version.parse(str(lf)), target.transformers, target.source)
+    return LintOptions(target=target, **options)
 
 
 def lint_text(text: str, *, path: str | Path = "config.yaml", select: list[str] | str | None = None, **options: Any) -> list[Violation]:

@@ -1,4 +1,4 @@
-"""A :class:`TrainSetup` from a LLaMA-Factory config as the lint :class:`~tuner.lint.context.Context` sees it.
+"""A :class:`TrainSetup` from a LLaMA-Factory config as the lint :class:`~tuner.config.context.Context` sees it.
 
 Values are read the way LLaMA-Factory reads them (``ctx.get`` falls back to its defaults). A value of the
 wrong type is left to the schema rules: here it falls back to the default, so one typo does not hide every
@@ -18,7 +18,7 @@ from tuner.memory.setup import (
 )
 
 if TYPE_CHECKING:
-    from tuner.lint.context import Context
+    from tuner.config.context import Context
 
 DEFAULT_CEILING = 0.90
 

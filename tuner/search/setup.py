@@ -251,7 +251,7 @@ def dataset_cutoff(doc: Document, opts: AutoOptions, model_ref: str) -> tuple[in
     """``cutoff_len`` from the token statistics of the config's datasets (p90, rounded up to a multiple of 64,
     the same rule as `cfgtune data` and DATA003), or None and why not."""
     from tuner.config.document import InputError
-    from tuner.lint.context import Context, LintOptions
+    from tuner.config.context import Context, LintOptions
 
     try:
         ctx = Context(doc, LintOptions(dataset_dir=opts.dataset_dir, tokenizer=opts.tokenizer, model=model_ref,

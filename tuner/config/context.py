@@ -15,6 +15,7 @@ from typing import Any
 from tuner.config.deepspeed import DeepSpeedConfig, load_deepspeed
 from tuner.config.document import Document
 from tuner.config.schema import Schema, load_schema
+from tuner.config.versions import TargetVersions, Version
 from tuner.lint.rule import Need
 
 _UNSET: Any = object()
@@ -27,7 +28,6 @@ class LintOptions:
     hw: str | None = None  # a hardware profile name, e.g. "h100-80g"
     gpus: int | None = None  # GPUs per node the run will use
     nodes: int = 1
-    transformers_major: int = 4  # which transformers the run uses: changes some keys and defaults
     command: str = "train"  # llamafactory-cli subcommand whose parser reads the file
     model: str | None = None  # overrides model_name_or_path for model lookups (a catalog alias, a dir)
     tokenizer: str | None = None  # a tokenizer dir or tokenizer.json for dataset statistics
@@ -35,6 +35,12 @@ class LintOptions:
     host_ram_gib: float | None = None  # host RAM per node, for offload rules
     cwd: Path | None = None  # where the run will be launched from (relative paths)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    target: TargetVersions = field(default_factory=TargetVersions)  # LLaMA-Factory and transformers versions
+
+    @property
+    def transformers_major(self) -> int:
+        """Which transformers major the run uses: changes some keys and defaults."""
+        return self.target.transformers_major
 
 
 class Context:
@@ -51,6 +57,16 @@ class Context:
             line = entry.value_span.start.line if entry else None
             # A missing or invalid JSON is an input error (exit 2), raised here before any rule runs.
             self.deepspeed = load_deepspeed(ds, doc.path, key_line=line, cwd=self.options.cwd)
+
+    # -- target versions ---------------------------------------------------------------------------------
+    @property
+    def lf(self) -> Version:
+        """The LLaMA-Factory version linted for: ``ctx.lf >= v("0.9.2")``."""
+        return self.options.target.llamafactory
+
+    @property
+    def transformers(self) -> Version:
+        return self.options.target.transformers
 
     # -- values ------------------------------------------------------------------------------------------
     @property
