@@ -31,7 +31,7 @@ from tuner.data.info import (
 )
 from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Need, Rule, Severity
+from tuner.lint.rule import Finding, Need, Rule, Severity, SkipRule
 
 #: ``cutoff_len`` suggestions are rounded up to this. LLaMA-Factory's collator pads batches to a multiple of 8
 #: and attention kernels work in 64- or 128-token tiles, so any multiple of 64 costs nothing extra over the
@@ -143,12 +143,14 @@ class DatasetInfo(Rule):
     name, "File X not found" for a missing data file, "Allowed file types: ..." for other extensions, and "The
     dataset is not applicable in the current training stage" when a ``ranking`` (preference) dataset is used
     outside ``rm``/``dpo`` or a plain one inside them. This rule reads only dataset_info.json and checks that the
-    files exist; it needs no tokenizer. A missing dataset_info.json is a warning, because the run may be launched
-    from another directory.
+    files exist; it needs no tokenizer. Where dataset_info.json is depends on the directory the run is launched
+    from, so a missing one is reported only when you say where that is (``--data-root`` or ``--dataset-dir``);
+    otherwise the rule is skipped with that reason.
 
     Bad:
 
     ```yaml
+    # cfglint --data-root .
     dataset: my_sft
     dataset_dir: data
     ```
@@ -177,6 +179,13 @@ class DatasetInfo(Rule):
         cwd = ctx.options.cwd or Path.cwd()
         directory, looked = find_dataset_dir(str(raw_dir), cwd=cwd, config_dir=ctx.path.parent)
         if directory is None:
+            if not (ctx.options.dataset_dir or ctx.options.launch_dir_stated):
+                # LLaMA-Factory opens `dataset_dir` relative to the directory it is launched from (usually its own
+                # checkout), which a pre-commit run cannot know: say so instead of guessing.
+                raise SkipRule(
+                    f"no dataset_info.json in `{raw_dir}` from here; LLaMA-Factory opens it relative to the directory "
+                    "the run is launched from: pass --data-root (that directory) or --dataset-dir to check the datasets"
+                )
             yield Finding(
                 key=dir_key,
                 also=("dataset",),

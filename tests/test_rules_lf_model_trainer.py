@@ -106,9 +106,11 @@ def test_kt_sft_generate() -> None:
 
 def test_infer_backend_only_for_chat_api_web() -> None:
     text = "infer_backend: sglang\n"
-    assert fired(text, "MODEL012")
+    assert fired("do_train: true\n" + text, "MODEL012")
     assert fired(text, "MODEL012", command="eval")
     assert not fired(text, "MODEL012", command="infer")
+    # A chat config (a model, a template and a backend; no training arguments) is read by `llamafactory-cli chat`.
+    assert not fired("model_name_or_path: Qwen/Qwen2.5-7B-Instruct\ntemplate: qwen\n" + text, "MODEL012")
     assert fix_text("do_train: true\n" + text, select="MODEL012", unsafe=True) == "do_train: true\n"
 
 

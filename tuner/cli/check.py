@@ -98,7 +98,7 @@ def _run(
             TargetVersions(),
             int(transformers_major) if transformers_major else settings.transformers or _installed_transformers_major(),
         ),
-        command=lf_command or settings.command or "train",
+        command=lf_command or settings.command or None,
         model=model_spec,
         tokenizer=tokenizer or settings.tokenizer,
         dataset_dir=dataset_dir or settings.dataset_dir,

@@ -7,6 +7,7 @@ cannot be resolved, the property is None and ``skip_reason(need)`` says why; rul
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from tuner.config.deepspeed import DeepSpeedConfig, load_deepspeed
 from tuner.config.document import Document
+from tuner.config.kind import ConfigKind, detect_kind
+from tuner.config.resolved import RESOLVED_KEYS, ResolvedConfig, resolve
 from tuner.config.schema import Schema, load_schema
 from tuner.config.versions import TargetVersions, Version
 from tuner.lint.rule import Need
@@ -28,12 +31,13 @@ class LintOptions:
     hw: str | None = None  # a hardware profile name, e.g. "h100-80g"
     gpus: int | None = None  # GPUs per node the run will use
     nodes: int = 1
-    command: str = "train"  # llamafactory-cli subcommand whose parser reads the file
+    command: str | None = None  # llamafactory-cli subcommand whose parser reads the file; None: detect the kind
     model: str | None = None  # overrides model_name_or_path for model lookups (a catalog alias, a dir)
     tokenizer: str | None = None  # a tokenizer dir or tokenizer.json for dataset statistics
     dataset_dir: str | None = None  # overrides dataset_dir
     host_ram_gib: float | None = None  # host RAM per node, for offload rules
     cwd: Path | None = None  # where the run will be launched from (relative paths)
+    launch_dir_stated: bool = False  # the user said where the run is launched from (--data-root): cwd is known
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     target: TargetVersions = field(default_factory=TargetVersions)  # LLaMA-Factory and transformers versions
 
@@ -46,10 +50,17 @@ class LintOptions:
 class Context:
     def __init__(self, doc: Document, options: LintOptions | None = None, schema: Schema | None = None) -> None:
         self.doc = doc
-        self.options = options or LintOptions()
+        options = options or LintOptions()
+        #: What the file is for; the rules of other commands do not apply to it.
+        self.kind: ConfigKind = detect_kind(doc.data, options.command)
+        if options.command != self.kind.command:
+            options = dataclasses.replace(options, command=self.kind.command)
+        self.options = options
         self.schema = schema or load_schema()
         self._cache: dict[str, Any] = {}
         self._skip: dict[str, str] = {}
+        #: Set by the runner before rules that judge the run itself (``tuner.lint.runner.RunState``).
+        self.run: Any = None
         self.deepspeed: DeepSpeedConfig | None = None
         ds = doc.data.get("deepspeed")
         if ds is not None:
@@ -172,6 +183,25 @@ class Context:
     @property
     def world_size(self) -> int:
         return (self.gpus or 1) * max(1, self.options.nodes)
+
+    @property
+    def resolved(self) -> ResolvedConfig:
+        """What LLaMA-Factory will run with for the target versions (``tuner.config.resolved``)."""
+
+        def compute() -> ResolvedConfig:
+            data = {k: self.get(k) for k in RESOLVED_KEYS}
+            data["deepspeed"] = self.doc.data.get("deepspeed")
+            return resolve(
+                data,
+                kind=self.kind.kind,
+                target=self.options.target,
+                deepspeed=self.deepspeed,
+                gpus_per_node=self.gpus,
+                nodes=self.options.nodes,
+                env=self.options.env,
+            )
+
+        return self.cached("resolved", compute)  # type: ignore[no-any-return]
 
     # -- lazily resolved facts ---------------------------------------------------------------------------
     def skip_reason(self, need: Need) -> str | None:

@@ -92,6 +92,9 @@ class Finding:
     severity: Severity | None = None  # overrides the rule's default for this finding
     in_deepspeed: bool = False  # the key path is in the DeepSpeed JSON, not the YAML
     also: tuple[str, ...] = ()  # other keys that locate the finding when ``key`` is not in the file
+    line: int | None = None  # locate by line (1-based) instead of by key: findings about comments
+    column: int = 1
+    end_column: int | None = None
 
 
 @dataclass
@@ -126,6 +129,9 @@ class Rule:
     needs: ClassVar[frozenset[Need]] = frozenset()
     #: Whether the fix this rule offers is safe, unsafe, or absent ("none"); shown by ``cfglint rules``.
     fixable: ClassVar[str] = "none"
+    #: Run after every other rule, with :attr:`Context.run` describing that run (which rules ran, which
+    #: suppressions were used): for rules about the lint run itself, such as unused suppressions.
+    after_others: ClassVar[bool] = False
 
     def check(self, ctx: Context) -> Iterator[Finding]:  # pragma: no cover - interface
         raise NotImplementedError

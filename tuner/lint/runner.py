@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuner.config.document import Document, InputError
+from tuner.config.kind import ConfigKind
 from tuner.config.loader import load_config, parse_config
 from tuner.config.schema import RENAMED, load_schema
 from tuner.config.context import Context, LintOptions
 from tuner.lint.fixes import apply_edits, write_atomic
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity, SkipRule, Violation
-from tuner.lint.suppress import parse_suppressions
+from tuner.lint.suppress import Suppressions, parse_suppressions
 
 #: sqlfluff's runaway limit: fixes that keep producing new fixes stop here.
 MAX_FIX_PASSES = 10
@@ -30,6 +31,7 @@ class FileResult:
     fixed_text: str | None = None  # the text after fixes (written unless --diff)
     rule_errors: list[str] = field(default_factory=list)
     suppressed: int = 0
+    kind: ConfigKind | None = None  # what the file is for (train, export, infer, eval) and why
 
     @property
     def diff(self) -> str:
@@ -82,6 +84,11 @@ def _locate(ctx: Context, finding: Finding) -> tuple[Path, int, int, int, int, s
     else:
         finding_keys = (finding.key, *finding.also)
     assert doc is not None  # the YAML itself always has a document
+    if finding.line is not None and not finding.in_deepspeed:
+        line = max(1, min(finding.line, doc.line_count))
+        text = doc.line_text(line)
+        end = finding.end_column if finding.end_column is not None else len(text) + 1
+        return doc.path, line, finding.column, line, end, text
     for key in finding_keys:
         if key and (entry := doc.entry(key)) is not None:
             s, e = entry.key_span.start, entry.value_span.end
@@ -91,13 +98,27 @@ def _locate(ctx: Context, finding: Finding) -> tuple[Path, int, int, int, int, s
     return doc.path, 1, 1, 1, 1, doc.line_text(1)
 
 
+@dataclass
+class RunState:
+    """What a finished pass of the rules did, for rules that judge the run itself (``Rule.after_others``)."""
+
+    suppressions: Suppressions
+    ran: set[str]  # codes of the rules that ran to completion on this file
+    selected: set[str]  # codes of every rule chosen for this run
+
+
 def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[Violation]:
     out: list[Violation] = []
     sup = parse_suppressions(ctx.doc.text)
     ds_sup = None
     if ctx.deepspeed is not None and ctx.deepspeed.doc is not None:
         ds_sup = parse_suppressions(ctx.deepspeed.doc.text)
-    for rule in rules:
+    rules = list(rules)
+    ran: set[str] = set()
+    ordered = [r for r in rules if not r.after_others] + [r for r in rules if r.after_others]
+    for rule in ordered:
+        if rule.after_others:
+            ctx.run = RunState(suppressions=sup, ran=set(ran), selected={r.code for r in rules})
         unmet = [(n, r) for n in rule.needs if (r := ctx.skip_reason(n)) is not None]
         if unmet:
             result.skipped[rule.code] = "; ".join(r for _, r in unmet)
@@ -117,6 +138,7 @@ def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[V
                 f"internal error in rule {rule.code} ({exc.__class__.__name__}: {exc}) at {tb.filename}:{tb.lineno}"
             )
             continue
+        ran.add(rule.code)
         for f in findings:
             path, line, col, eline, ecol, src = _locate(ctx, f)
             table = ds_sup if (f.in_deepspeed and ds_sup is not None and path != ctx.doc.path) else sup
@@ -153,6 +175,7 @@ def lint_document(doc: Document, rules: list[Rule], options: LintOptions, result
         result.not_a_config = True
         return result
     ctx = Context(doc, options)
+    result.kind = ctx.kind
     result.violations = run_rules(ctx, rules, result)
     return result
 

@@ -67,6 +67,7 @@ def fix_text(text: str, *, select: list[str] | str | None = None, unsafe: bool =
 # A rule's Bad/Good examples may say what they need in YAML comments, so that `cfglint explain` shows it and
 # tests (ours and plugin authors') can recreate it:
 #   # cfglint --hw NAME --gpus N --transformers 5     lint options, as on the command line
+#   # cfglint --data-root .                           the run is launched from the config's directory
 #   # NAME.json: {...}                                  a file (e.g. a DeepSpeed JSON) written next to the config
 #   # the model's config.json: {...}                    a model directory with these config.json fields, as --model
 #   # env: NAME=VALUE                                   the environment of the run
@@ -83,7 +84,7 @@ SMALL_LLAMA: dict[str, Any] = {
     "torch_dtype": "float32",
 }
 
-_OPTION = re.compile(r"--(hw|gpus|transformers|command|nodes|host-ram)[ =](\S+)")
+_OPTION = re.compile(r"--(hw|gpus|transformers|command|nodes|host-ram|data-root)[ =](\S+)")
 
 
 def make_model_dir(directory: Path, **fields: Any) -> Path:
@@ -109,6 +110,8 @@ def example_options(text: str, directory: Path) -> dict[str, Any]:
                     options[key] = int(value)
                 elif name == "host-ram":
                     options[key] = float(value)
+                elif name == "data-root":  # the launch directory: the example's own directory
+                    options["launch_dir_stated"] = True
                 else:
                     options[key] = value
         elif body.startswith("the model's config.json:"):

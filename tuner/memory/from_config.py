@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.memory.estimator import MemoryEstimate, estimate
 from tuner.memory.setup import (
-    FLASH_ATTN_TO_ATTENTION,
     TrainSetup,
     ZeroConfig,
     parse_optim,
@@ -45,23 +44,6 @@ def expandable_segments(env: dict[str, str]) -> bool:
     return "expandable_segments:true" in conf.replace(" ", "").lower()
 
 
-def attention_for(flash_attn: Any, model_type: str, hardware: Any) -> str:
-    """The attention kernel LLaMA-Factory ends up with (``model_utils/attention.py``).
-
-    Gemma 2 under ``auto``/``fa2`` uses FlashAttention-2 when installed and falls back to eager otherwise;
-    we assume it is installed where the GPU supports it. ``fa2`` on a GPU without FA2 support falls back to
-    SDPA (the import fails and LLaMA-Factory keeps transformers' default).
-    """
-    fa = str(flash_attn or "auto").lower()
-    att = FLASH_ATTN_TO_ATTENTION.get(fa, "sdpa")
-    has_fa2 = bool(getattr(hardware, "flash_attn2", True)) if hardware is not None else True
-    if model_type == "gemma2" and fa in ("auto", "fa2"):
-        return "fa2" if has_fa2 else "eager"
-    if att in ("fa2", "fa3") and not has_fa2:
-        return "sdpa"
-    return att
-
-
 def setup_from_context(ctx: Context) -> TrainSetup:
     """The memory-relevant facts of the config in ``ctx`` (model from ``ctx.model``, launch size from ``ctx``)."""
     model = ctx.model
@@ -73,17 +55,18 @@ def setup_from_context(ctx: Context) -> TrainSetup:
     stage = ctx.zero_stage
     if stage is not None and stage not in (0, 1, 2, 3):
         stage = None  # an invalid stage is reported by the DeepSpeed rules; estimate as if plain DDP
-    precision = "pure_bf16" if ctx.flag("pure_bf16") else "bf16" if ctx.flag("bf16") else "fp16" if ctx.flag("fp16") else "fp32"
+    resolved = ctx.resolved
+    precision = resolved.precision
     qbit = ctx.get("quantization_bit")
     quantization_bit = int(qbit) if isinstance(qbit, int) and not isinstance(qbit, bool) and qbit in (2, 3, 4, 5, 6, 8) else None
-    gc = (not ctx.flag("disable_gradient_checkpointing")) or ctx.flag("gradient_checkpointing")
+    gc = resolved.gradient_checkpointing
     ft = ctx.finetuning_type if ctx.finetuning_type in ("lora", "freeze", "full", "oft") else "lora"
     stage_name = ctx.stage if ctx.stage in ("pt", "sft", "rm", "ppo", "dpo", "kto") else "sft"
     pref_loss = str(ctx.get("pref_loss") or "sigmoid")
     use_ref = (stage_name == "kto" or (stage_name == "dpo" and pref_loss not in ("orpo", "simpo"))) and not ctx.get("ref_model")
-    optim = parse_optim(ctx.get("optim"))
-    if ctx.flag("use_adam_mini"):
-        optim = "adam_mini"
+    # An unstated optimizer resolves to fused AdamW on recent transformers; the estimator sizes the foreach step
+    # for it, whose peak is the larger of the two until the fused second-step peak is modelled.
+    optim = "adam_mini" if resolved.custom_optimizer == "adam_mini" else parse_optim(resolved.optim if resolved.optim_stated else None)
     gpus = ctx.gpus
     return TrainSetup(
         arch=arch,
@@ -109,7 +92,7 @@ def setup_from_context(ctx: Context) -> TrainSetup:
         gradient_accumulation_steps=_int(ctx, "gradient_accumulation_steps", 1),
         gradient_checkpointing=gc,
         unsloth_gc=ctx.flag("use_unsloth_gc"),
-        attention=attention_for(ctx.get("flash_attn"), arch.model_type, hardware),
+        attention=resolved.attention(arch.model_type, fa2_available=bool(getattr(hardware, "flash_attn2", True)) if hardware is not None else True),
         liger=ctx.flag("enable_liger_kernel"),
         optim=optim,
         precision=precision,

@@ -18,10 +18,6 @@ PRECISIONS = ("bf16", "fp16", "fp32", "pure_bf16")
 ATTENTIONS = ("sdpa", "fa2", "fa3", "eager")
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto")
 
-#: LLaMA-Factory's ``flash_attn`` values -> the attention kernel the run ends up with. ``auto`` leaves the
-#: choice to transformers, which picks SDPA on any torch the supported transformers versions accept.
-FLASH_ATTN_TO_ATTENTION = {"auto": "sdpa", "sdpa": "sdpa", "fa2": "fa2", "fa3": "fa3", "disabled": "eager", "eager": "eager"}
-
 #: DeepSpeed's own defaults (``deepspeed/runtime/zero/config.py``), in elements.
 DS_DEFAULT_REDUCE_BUCKET = 500_000_000
 DS_DEFAULT_ALLGATHER_BUCKET = 500_000_000

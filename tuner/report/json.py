@@ -12,7 +12,7 @@ Shape (``version`` 1)::
                 # extras:
                 "error": null | {"message": str, "line": int|null, "column": int|null, "path": str},
                 "skipped": {code: reason}, "not_a_config": bool, "rule_errors": [str],
-                "fixes_applied": int}],
+                "fixes_applied": int, "kind": "train"|"export"|"infer"|"eval"|null}],
      "summary": {"errors": int, "warnings": int, "infos": int}}
 
 Lines and columns are 1-based; ``end_column`` is one past the last character of the key..value span.
@@ -66,6 +66,7 @@ def file_dict(r: FileResult, opts: Options) -> dict[str, Any]:
         "not_a_config": r.not_a_config,
         "rule_errors": list(r.rule_errors),
         "fixes_applied": r.fixes_applied,
+        "kind": r.kind.kind if r.kind is not None else None,
     }
 
 

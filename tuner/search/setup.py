@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.config.resolved import attention_kernel, precision_of
 from tuner.search.sizes import format_bytes
 from tuner.search.space import (
     DEFAULT_RANKS,
@@ -200,22 +201,14 @@ def _int(v: Any) -> int | None:
 
 
 def base_precision(data: dict[str, Any]) -> str:
-    if data.get("pure_bf16"):
-        return "pure_bf16"
-    if data.get("bf16"):
-        return "bf16"
-    if data.get("fp16"):
-        return "fp16"
-    return "fp32"
+    return precision_of(data)
 
 
-def base_attention(data: dict[str, Any], device: str) -> str:
-    fa = str(data.get("flash_attn") or "auto").lower()
-    if fa in ("disabled", "eager"):
-        return "eager"
-    if fa == "fa2" and device == "cuda":
-        return "flash_attention_2"
-    return "sdpa"
+def base_attention(data: dict[str, Any], device: str, model_type: str | None = None) -> str:
+    """The base config's attention as a trial's ``attn_implementation`` (``tuner.config.resolved``): on the CPU
+    flash-attn is never available."""
+    kernel = attention_kernel(data.get("flash_attn"), model_type, fa2_available=device == "cuda")
+    return {"eager": "eager", "fa2": "flash_attention_2", "fa3": "flash_attention_3"}.get(kernel, "sdpa")
 
 
 def base_dist(doc: Document, cwd: Path) -> str | None:
@@ -410,7 +403,7 @@ def prepare(opts: AutoOptions) -> Prepared:
         freeze_trainable_layers=_int(data.get("freeze_trainable_layers")) or 2,
         quantization_bit=_int(data.get("quantization_bit")),
         cutoff_len=int(cutoff),
-        attn_implementation=base_attention(data, device.kind),
+        attn_implementation=base_attention(data, device.kind, model.arch.model_type),
         precision=base_precision(data) if doc is not None else "bf16",
         optim=_optim(data.get("optim")),
         world_size=world,
