@@ -132,8 +132,14 @@ class Context:
         return str(self.get("finetuning_type") or "lora")
 
     @property
+    def is_train_command(self) -> bool:
+        """The file is read by ``llamafactory-cli train`` (a training, evaluation or prediction run)."""
+        return self.options.command == "train"
+
+    @property
     def is_training(self) -> bool:
-        return self.options.command == "train" and self.flag("do_train")
+        """The file trains: read by ``llamafactory-cli train`` with ``do_train`` on."""
+        return self.is_train_command and self.flag("do_train")
 
     @property
     def lora_rank(self) -> int | None:

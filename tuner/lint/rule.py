@@ -189,3 +189,14 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+
+# -- small helpers every rule family needs ------------------------------------------------------------------------
+def lf_stops(text: str) -> str:
+    """How a message quotes a start-up refusal: ``LLaMA-Factory stops at start-up with "<its message>"``."""
+    return f'LLaMA-Factory stops at start-up with "{text}"'
+
+
+def is_number(value: object) -> bool:
+    """An int or float as YAML gives it, not a bool (``true`` is an int to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
