@@ -49,7 +49,7 @@ class EvalStepsRequired(Rule):
     With ``eval_strategy: steps`` and no ``eval_steps``, transformers falls back to ``logging_steps``; if that is 0
     it raises "evaluation strategy steps requires either non-zero --eval_steps or --logging_steps".
     ``logging_strategy: steps`` with ``logging_steps: 0`` raises "logging strategy steps requires non-zero
-    --logging_steps" (``TrainingArguments.__post_init__``; llamafactory_checks.md #131).
+    --logging_steps" (transformers v4.57.1 ``src/transformers/training_args.py`` ``TrainingArguments.__post_init__``).
 
     Bad:
 
@@ -100,8 +100,8 @@ class StepsMustBeIntegers(Rule):
     """``logging_steps``, ``eval_steps`` or ``save_steps`` above 1 that is not a whole number.
 
     Values below 1 are fractions of the total steps; above 1 they must be whole. transformers raises "--save_steps
-    must be an integer if bigger than 1: 50.5" (``TrainingArguments.__post_init__``; llamafactory_checks.md #132).
-    Only checked when the matching strategy is ``steps``.
+    must be an integer if bigger than 1: 50.5" (transformers v4.57.1 ``src/transformers/training_args.py``
+    ``TrainingArguments.__post_init__``). Only checked when the matching strategy is ``steps``.
 
     Bad:
 
@@ -148,8 +148,8 @@ class LoadBestModelStrategies(Rule):
     The best checkpoint can only be reloaded if a checkpoint is saved at every evaluation. transformers requires
     ``eval_strategy`` to equal ``save_strategy`` (unless ``save_strategy: best``) and, for ``steps``, ``save_steps``
     to be a multiple of ``eval_steps``: "--load_best_model_at_end requires the save and eval strategy to match"
-    (``TrainingArguments.__post_init__``; llamafactory_checks.md #133). ``eval_strategy`` defaults to ``no``, so
-    turning on ``load_best_model_at_end`` alone is enough to fail.
+    (transformers v4.57.1 ``src/transformers/training_args.py`` ``TrainingArguments.__post_init__``).
+    ``eval_strategy`` defaults to ``no``, so turning on ``load_best_model_at_end`` alone is enough to fail.
 
     Bad:
 
@@ -213,7 +213,8 @@ class SchedulerNeedsEval(Rule):
     """``lr_scheduler_type: reduce_lr_on_plateau`` (or ``greedy`` in transformers 5) without evaluation.
 
     These schedulers react to the evaluation loss. transformers raises "lr_scheduler_type reduce_lr_on_plateau
-    requires an eval strategy" (``TrainingArguments.__post_init__``; llamafactory_checks.md #134).
+    requires an eval strategy" (transformers v4.57.1 ``src/transformers/training_args.py``
+    ``TrainingArguments.__post_init__``).
 
     Bad:
 
@@ -254,7 +255,8 @@ class PrefetchNeedsWorkers(Rule):
 
     Prefetching happens in worker processes. transformers raises "--dataloader_prefetch_factor can only be set
     when data is loaded in a different process, i.e. when --dataloader_num_workers > 1."
-    (``TrainingArguments.__post_init__``; the test is ``num_workers == 0``; llamafactory_checks.md #138).
+    (transformers v4.57.1 ``src/transformers/training_args.py`` ``TrainingArguments.__post_init__``; the test is
+    ``num_workers == 0``).
 
     Bad:
 
@@ -307,7 +309,7 @@ class FSDPOptions(Rule):
 
     ``offload`` modifies a sharding strategy and ``full_shard``/``shard_grad_op`` exclude each other. transformers
     raises "`--fsdp offload` can't work on its own." / "`--fsdp full_shard` is not compatible with `--fsdp
-    shard_grad_op`." (``TrainingArguments.__post_init__``; llamafactory_checks.md #139).
+    shard_grad_op`." (transformers v4.57.1 ``src/transformers/training_args.py`` ``TrainingArguments.__post_init__``).
 
     Bad:
 
@@ -350,8 +352,9 @@ class FSDPOptions(Rule):
 class EmptyCacheSteps(Rule):
     """``torch_empty_cache_steps`` that is zero or negative.
 
-    transformers raises "`torch_empty_cache_steps` must be an integer bigger than 0" (``TrainingArguments.
-    __post_init__``; llamafactory_checks.md #140). Leave it unset to never empty the CUDA cache.
+    transformers raises "`torch_empty_cache_steps` must be an integer bigger than 0" (transformers v4.57.1
+    ``src/transformers/training_args.py`` ``TrainingArguments.__post_init__``). Leave it unset to never empty the
+    CUDA cache.
 
     Bad:
 
@@ -486,9 +489,9 @@ class OutputDirNotEmpty(Rule):
     """``output_dir`` already holds a trained model (and no checkpoints) while ``overwrite_output_dir`` is off.
 
     LLaMA-Factory refuses to write a new model over an old one: "Output directory already exists and is not
-    empty. Please set `overwrite_output_dir`." (``get_train_args`` in ``parser.py``; llamafactory_checks.md
-    #118). Re-running a finished config is the usual way to hit it (hiyouga/LlamaFactory#6288, #4612). The
-    directory is looked up from where the run is launched.
+    empty. Please set `overwrite_output_dir`." (LLaMA-Factory v0.9.3 ``src/llamafactory/hparams/parser.py``
+    ``get_train_args``). Re-running a finished config is the usual way to hit it (hiyouga/LlamaFactory#6288,
+    #4612). The directory is looked up from where the run is launched.
 
     Bad:
 
@@ -547,10 +550,11 @@ class OutputDirAutoResume(Rule):
     """``output_dir`` has a ``checkpoint-N`` directory, so LLaMA-Factory silently resumes from it.
 
     Without ``overwrite_output_dir`` or ``resume_from_checkpoint``, ``get_train_args`` sets
-    ``resume_from_checkpoint`` to the last checkpoint it finds ("Resuming training from …";
-    llamafactory_checks.md #119). A re-run then continues the old run with its old optimizer state and schedule;
-    if that run had finished, training ends immediately (hiyouga/LlamaFactory#2776, #7085). With LoRA PPO the
-    resume is refused outright ("`resume_from_checkpoint` will be supported in the future version.").
+    ``resume_from_checkpoint`` to the last checkpoint it finds ("Resuming training from …"; LLaMA-Factory
+    v0.9.3 ``src/llamafactory/hparams/parser.py``). A re-run then continues the old run with its old optimizer
+    state and schedule; if that run had finished, training ends immediately (hiyouga/LlamaFactory#2776, #7085).
+    With LoRA PPO the resume is refused outright ("`resume_from_checkpoint` will be supported in the future
+    version.").
 
     Bad:
 
@@ -604,7 +608,7 @@ class EvalSaveDirExists(Rule):
     """``llamafactory-cli eval`` with a ``save_dir`` that already exists.
 
     ``EvaluationArguments.__post_init__`` raises "`save_dir` already exists, use another one."
-    (``evaluation_args.py``; llamafactory_checks.md #58).
+    (LLaMA-Factory v0.9.5 ``src/llamafactory/hparams/evaluation_args.py``).
 
     Bad:
 
@@ -662,7 +666,7 @@ class MegatronBridgeArgs(Rule):
 
     With ``USE_MEGATRON_BRIDGE=1`` the parallel sizes must be at least 1, ``sequence_parallel`` needs tensor
     parallelism, the recompute and MoE dispatcher settings have fixed choices, and an ``extra_config`` file must
-    exist (``hparams/megatron_bridge_args.py``; llamafactory_checks.md #59-63). Checked only when the environment
+    exist (LLaMA-Factory ``src/llamafactory/hparams/megatron_bridge_args.py``). Checked only when the environment
     (``--env`` or the shell) sets ``USE_MEGATRON_BRIDGE``.
 
     Bad:
@@ -735,8 +739,8 @@ class MegatronBridgeCompat(Rule):
     ``get_train_args`` (``parser.py``) refuses Megatron Bridge together with MCA or HyperParallel, stages other
     than ``pt``/``sft``, fine-tuning other than ``full``/``lora``, ``quantization_bit`` and ``deepspeed``; and
     TP × PP × CP × EP must divide the world size ("Total Megatron Bridge parallel size (8) exceeds `world_size`
-    (4)."; llamafactory_checks.md #69-70). Checked only with ``USE_MEGATRON_BRIDGE`` set; the world size only
-    when the GPU count is known.
+    (4)."; LLaMA-Factory ``src/llamafactory/hparams/parser.py``). Checked only with ``USE_MEGATRON_BRIDGE`` set;
+    the world size only when the GPU count is known.
 
     Bad:
 
