@@ -1408,6 +1408,8 @@ class SchedulerKwargs(Rule):
         scheduler = ctx.get("lr_scheduler_type")
         if not isinstance(scheduler, str):
             return
+        if ctx.deepspeed is not None and "scheduler" in ctx.deepspeed.data:
+            return  # DeepSpeed builds its own scheduler from the JSON
         raw = ctx.get("lr_scheduler_kwargs")
         kwargs = _dict_arg(ctx, "lr_scheduler_kwargs")
         if kwargs is None:

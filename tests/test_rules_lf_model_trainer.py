@@ -531,6 +531,15 @@ def test_scheduler_kwargs() -> None:
     assert not fired(text.replace("do_train: true\n", ""), "TRAIN022")
 
 
+def test_scheduler_kwargs_not_read_when_deepspeed_schedules(tmp_path: Path) -> None:
+    ds = {"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR", "params": {}}}
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    text = "do_train: true\ndeepspeed: ds.json\nlr_scheduler_type: cosine_with_min_lr\n"
+    assert not fired(text, "TRAIN022", path=tmp_path / "run.yaml")
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    assert fired(text, "TRAIN022", path=tmp_path / "run.yaml")
+
+
 def test_transformers_low_rank_optimizers() -> None:
     (v,) = fired("do_train: true\noptim: galore_adamw\n", "TRAIN023")
     assert "You need to define `optim_target_modules` to use galore_adamw optimizers" in v.message
