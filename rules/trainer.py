@@ -85,7 +85,7 @@ class EvalStepsRequired(Rule):
             yield Finding(
                 key="eval_steps",
                 also=("eval_strategy",),
-                message="`eval_strategy: steps` without `eval_steps`, and `logging_steps` is 0: "
+                message=f"`eval_strategy: steps` without `eval_steps`, and `logging_steps` is {logging_steps:g}: "
                 + _rejects("evaluation strategy steps requires either non-zero --eval_steps or --logging_steps"),
                 hint="set `eval_steps` (an integer, or a fraction of the total steps below 1)",
                 fix=set_key(ctx, "eval_steps", "500", "set `eval_steps: 500`", after="eval_strategy", safe=False),
