@@ -100,14 +100,14 @@ BANDS: tuple[Band, ...] = (
     ),
     _exactly(
         "max_steps", 0, when="train", expect="a positive number of steps, or -1 (unset) to train for `num_train_epochs`",
-        effect="0 is not 'unset' (-1 is): transformers plans a run of 0 optimizer steps, stops after the first "
-        "one, and the learning-rate schedule is already at its end",
+        effect="0 is not 'unset' (-1 is): transformers plans a run of 0 optimizer steps and stops after the "
+        "first one",
         source=f"{_TF_TRAINER} `Trainer.set_initial_training_values` (epochs are used only when max_steps < 0)",
     ),
     _at_most(
         "num_train_epochs", 0, when="epochs", expect="a positive number of epochs (fractions work)",
-        effect="with `max_steps` unset, transformers plans ceil(epochs × updates per epoch) steps: 0 stops after "
-        "one step at the end of the schedule, a negative count trains no step at all",
+        effect="with `max_steps` unset, transformers plans ceil(epochs × updates per epoch) steps: 0 epochs stop "
+        "after one optimizer step, a negative count trains no step at all",
         source=f"{_TF_TRAINER} `Trainer.set_initial_training_values`, `Trainer._inner_training_loop`",
     ),
     _below(
