@@ -50,14 +50,19 @@ def _adam(ctx: Context) -> bool:
     return not ctx.has("optim") or ctx.get("optim") in _ADAMW  # unset: adamw_torch(_fused)
 
 
+def _has_split(ctx: Context) -> bool:
+    """``val_size`` is read: there is a ``dataset`` and no ``eval_dataset`` (DSET001/DSET002 otherwise)."""
+    return is_train_command(ctx) and ctx.get("dataset") is not None and ctx.get("eval_dataset") is None
+
+
 def _split(ctx: Context) -> bool:
-    return (is_train_command(ctx) and not ctx.flag("streaming") and ctx.get("dataset") is not None
-            and ctx.get("eval_dataset") is None)
+    """``val_size`` goes to datasets' ``train_test_split`` (a streamed dataset is split with take/skip)."""
+    return _has_split(ctx) and not ctx.flag("streaming")
 
 
 def _val_size_unused(ctx: Context) -> bool:
     # When evaluation is asked for, DSET010 reports the missing evaluation data instead.
-    return _split(ctx) and not _evaluates(ctx) and not ctx.flag("predict_with_generate")
+    return _has_split(ctx) and not _evaluates(ctx) and not ctx.flag("predict_with_generate")
 
 
 def _generates(ctx: Context) -> bool:
@@ -87,6 +92,7 @@ WHEN: dict[str, Callable[[Context], bool]] = {
     "seeded": lambda ctx: command(ctx) in ("train", "eval"),
     "profiler": lambda ctx: ctx.is_training and ctx.flag("enable_torch_profiler"),
     "packing": lambda ctx: is_train_command(ctx) and ctx.packing,
+    "has_split": _has_split,
     "split": _split,
     "val_size_unused": _val_size_unused,
     "not_streaming": lambda ctx: is_train_command(ctx) and not ctx.flag("streaming"),

@@ -85,6 +85,7 @@ _CONTEXT: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "seeded": (_TRAIN, {}),
     "profiler": ({**_TRAIN, "enable_torch_profiler": True}, {}),
     "packing": ({**_TRAIN, "stage": "pt"}, {}),
+    "has_split": ({**_TRAIN, "dataset": "alpaca_en_demo"}, {}),
     "split": ({**_TRAIN, "dataset": "alpaca_en_demo"}, {}),
     "val_size_unused": ({**_TRAIN, "dataset": "alpaca_en_demo"}, {}),
     "not_streaming": (_TRAIN, {}),
@@ -168,6 +169,7 @@ def test_values_are_shown_as_written() -> None:
     (v,) = fired("do_train: true\ndataset: a\nval_size: 2.5\n")
     assert v.severity is Severity.WARNING and "cuts off the fraction" in v.message
     assert not fired("do_train: true\ndataset: a\nval_size: 2000\n")
+    assert not fired("do_train: true\nval_size: 2.5\n")  # no dataset to split: DSET001
 
 
 def test_ranges_apply_only_where_the_value_is_read() -> None:

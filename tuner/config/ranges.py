@@ -20,6 +20,7 @@ INF = math.inf
 _TF_TRAINER = "transformers v4.57.1 and v5.8.0 `src/transformers/trainer.py`"
 _TF_CALLBACK = "transformers v4.57.1 and v5.8.0 `src/transformers/trainer_callback.py`"
 _TF_UTILS = "transformers v4.57.1 `src/transformers/trainer_utils.py`"
+_TF_PT_UTILS = "transformers v4.57.1 `src/transformers/trainer_pt_utils.py`"
 _TF_GENERATION = "transformers v4.57.1 `src/transformers/generation/logits_process.py`"
 _TORCH_DATA = "torch `torch/utils/data/dataloader.py` `DataLoader.__init__`"
 _TORCH_ADAMW = "torch `torch/optim/adamw.py` `AdamW.__init__`"
@@ -154,10 +155,10 @@ BANDS: tuple[Band, ...] = (
     ),
     # -- optimizer (torch AdamW, the default; bitsandbytes checks the same) -------------------------------------
     _below(
-        "weight_decay", 0, when="train", expect="0 or more",
-        effect='torch\'s AdamW refuses it ("Invalid weight_decay value"); an optimizer that accepts it pushes the '
-        "weights away from zero",
-        source=_TORCH_ADAMW,
+        "weight_decay", 0, when="train", severity="warning", expect="0 or more (0.01–0.1 is usual)",
+        effect="transformers puts it into the optimizer's parameter groups, which torch does not check: AdamW "
+        "multiplies the weights by (1 - lr × weight_decay) each step, so a negative value makes them grow",
+        source=f"{_TF_TRAINER} `Trainer.create_optimizer` (`optimizer_grouped_parameters`); {_TORCH_ADAMW}",
     ),
     *(
         band(
@@ -182,13 +183,13 @@ BANDS: tuple[Band, ...] = (
         "label_smoothing_factor", 0, when="train", severity="warning", expect="a value in [0, 1), usually 0 or 0.1",
         effect="transformers mixes the label loss with a uniform-distribution loss weighted by it; a negative "
         "weight rewards confident predictions instead of smoothing them",
-        source=f"{_TF_UTILS} `LabelSmoother.__call__`",
+        source=f"{_TF_PT_UTILS} `LabelSmoother.__call__`",
     ),
     _at_least(
         "label_smoothing_factor", 1, when="train", expect="a value in [0, 1), usually 0 or 0.1",
         effect="transformers weights the label loss by (1 - factor): at 1 or more the labels stop counting or "
         "count against the answer",
-        source=f"{_TF_UTILS} `LabelSmoother.__call__`",
+        source=f"{_TF_PT_UTILS} `LabelSmoother.__call__`",
     ),
     _below(
         "neftune_noise_alpha", 0, when="train", expect="a positive noise scale (e.g. 5), or unset",
@@ -252,7 +253,7 @@ BANDS: tuple[Band, ...] = (
         source=f"{_LF} `src/llamafactory/data/data_utils.py` `split_dataset`; datasets `Dataset.train_test_split`",
     ),
     _above(
-        "val_size", 1, only_fractional=True, when="train_command", severity="warning",
+        "val_size", 1, only_fractional=True, when="has_split", severity="warning",
         expect="a fraction below 1, or a whole number of samples",
         effect="LLaMA-Factory reads values above 1 as a number of samples and cuts off the fraction (int())",
         source=f"{_LF} `src/llamafactory/data/data_utils.py` `split_dataset`",
@@ -340,15 +341,15 @@ BANDS: tuple[Band, ...] = (
     # -- GaLore, APOLLO, BAdam ---------------------------------------------------------------------------------------
     _exactly(
         "galore_update_interval", 0, when="galore", expect="a positive number of steps, e.g. 200",
-        effect="GaLore recomputes its projection when the step is a multiple of it: ZeroDivisionError at the first "
-        "optimizer step",
+        effect="GaLore recomputes its projection when the step is a multiple of it: ZeroDivisionError at the "
+        "second optimizer step",
         source=f"{_LF} `src/llamafactory/train/trainer_utils.py` `_create_galore_optimizer` (`update_proj_gap`); "
         "galore_torch `GaLoreProjector.project`",
     ),
     _exactly(
         "apollo_update_interval", 0, when="apollo", expect="a positive number of steps, e.g. 200",
-        effect="APOLLO recomputes its projection when the step is a multiple of it: ZeroDivisionError at the first "
-        "optimizer step",
+        effect="APOLLO recomputes its projection when the step is a multiple of it: ZeroDivisionError at the "
+        "second optimizer step",
         source=f"{_LF} `src/llamafactory/train/trainer_utils.py` `_create_apollo_optimizer` (`update_proj_gap`)",
     ),
     _exactly(
@@ -373,7 +374,7 @@ BANDS: tuple[Band, ...] = (
         "temperature", 0, when="samples", expect="a positive temperature (0 turns sampling off in chat)",
         effect='the sampler refuses it (transformers: "`temperature` … has to be a strictly positive float"; '
         "vLLM: temperature must be non-negative)",
-        source=f"{_TF_GENERATION} `TemperatureLogitsWarper`",
+        source=f"{_TF_GENERATION} `TemperatureLogitsWarper`; vLLM `SamplingParams._verify_args`",
     ),
     _exactly(
         "temperature", 0, when="predict_samples", expect="a positive temperature, or `do_sample: false`",
@@ -384,8 +385,9 @@ BANDS: tuple[Band, ...] = (
     ),
     _below(
         "top_p", 0, when="samples", expect="a value in (0, 1]",
-        effect='transformers refuses it ("`top_p` has to be a float > 0 and < 1")',
-        source=f"{_TF_GENERATION} `TopPLogitsWarper`",
+        effect='the sampler refuses it (transformers: "`top_p` has to be a float > 0 and < 1"; vLLM: "top_p must '
+        'be in (0, 1]")',
+        source=f"{_TF_GENERATION} `TopPLogitsWarper`; vLLM `SamplingParams._verify_args`",
     ),
     _below(
         "top_k", 0, when="samples_hf", expect="a positive number of tokens, or 0 to turn it off",
