@@ -1788,3 +1788,46 @@ class DictArgumentText(Rule):
                 'and stops ("argument after ** must be a mapping, not str")',
                 hint=f"write `{key}` as a YAML mapping (`key: value` lines under it) or as JSON text starting with `{{`",
             )
+
+
+class OptimArgsFormat(Rule):
+    """``optim_args`` that is not a comma-separated list of ``key=value`` pairs.
+
+    transformers splits ``optim_args`` on commas and each item on ``=`` when it creates the optimizer, for every
+    ``optim`` (transformers v4.57.1 ``src/transformers/trainer.py`` ``get_optimizer_cls_and_kwargs``;
+    ``trainer_optimizer.py`` ``_parse_optim_args`` in 5.x): an item without exactly one ``=`` stops the run with
+    "ValueError: not enough values to unpack" (or "too many"). LLaMA-Factory's GaLore, APOLLO, LoRA+ and BAdam
+    optimizers go through the same parsing; Adam-mini and Muon do not.
+
+    Bad:
+
+    ```yaml
+    do_train: true
+    optim_args: "use_kahan_summation: true"
+    ```
+
+    Good:
+
+    ```yaml
+    do_train: true
+    optim_args: use_kahan_summation=true,momentum_dtype=float32
+    ```
+    """
+
+    code = "TRAIN028"
+    name = "optim-args-format"
+    severity = Severity.ERROR
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        value = ctx.get("optim_args")
+        if not ctx.is_training or not isinstance(value, str) or not value or ctx.flag("use_adam_mini") or ctx.flag("use_muon"):
+            return
+        bad = [item for item in value.replace(" ", "").split(",") if item.count("=") != 1]
+        if bad:
+            few = bad[0].count("=") == 0
+            yield Finding(
+                key="optim_args",
+                message=f"`optim_args` item {bad[0]!r} is not `key=value`: the trainer stops when it creates the "
+                f"optimizer (\"ValueError: {'not enough' if few else 'too many'} values to unpack (expected 2)\")",
+                hint="write `optim_args` as `key=value` pairs separated by commas, without a trailing comma",
+            )

@@ -596,3 +596,13 @@ def test_dict_arguments_written_as_text() -> None:
     assert not fired("fsdp_config: fsdp.json\naccelerator_config: acc.json\n", "TRAIN027")  # file names
     assert not fired('lr_scheduler_kwargs: \'{"min_lr_rate": 0.1}\'\n', "TRAIN027")
     assert not fired("do_train: true\nlr_scheduler_type: constant\nlr_scheduler_kwargs: x\n", "TRAIN027")
+
+
+def test_optim_args_format() -> None:
+    (v,) = fired('do_train: true\noptim_args: "use_kahan_summation: true"\n', "TRAIN028")
+    assert "'use_kahan_summation:true'" in v.message and "not enough values to unpack" in v.message
+    assert "too many" in fired("do_train: true\noptim_args: a=1=2\n", "TRAIN028")[0].message
+    assert fired("do_train: true\noptim_args: a=1,\n", "TRAIN028")  # a trailing comma is an empty item
+    assert not fired("do_train: true\noptim_args: a=1, b = 2\n", "TRAIN028")  # spaces are removed first
+    assert not fired("do_train: true\nuse_muon: true\noptim_args: x\n", "TRAIN028")
+    assert not fired("optim_args: x\n", "TRAIN028")
