@@ -890,6 +890,9 @@ class SaveOnlyModelLoadBest(Rule):
     ``save_only_model`` leaves out of every checkpoint. transformers refuses the combination when the trainer is
     created: "DeepSpeed can't be used with `save_only_model` along with `load_best_model_at_end`." (the same with
     FSDP; transformers v4.57.1 and v5.x ``src/transformers/trainer.py`` ``create_accelerator_and_postprocess``).
+    For the same reason ``save_only_model`` is refused when FSDP saves sharded state dicts
+    (``FSDP_STATE_DICT_TYPE=SHARDED_STATE_DICT`` in the launch environment): "save_only_model option is not
+    compatible with FSDP state dict type 'SHARDED_STATE_DICT'".
 
     Bad:
 
@@ -919,7 +922,17 @@ class SaveOnlyModelLoadBest(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("save_only_model") or not ctx.flag("load_best_model_at_end"):
+        if not is_train_command(ctx) or not ctx.flag("save_only_model"):
+            return
+        if fsdp_enabled(ctx) and "SHARDED_STATE_DICT" in str(ctx.options.env.get("FSDP_STATE_DICT_TYPE", "")).upper():
+            yield Finding(
+                key="save_only_model",
+                message="`save_only_model` with FSDP saving sharded state dicts (FSDP_STATE_DICT_TYPE="
+                f"{ctx.options.env.get('FSDP_STATE_DICT_TYPE')}): "
+                + _rejects("save_only_model option is not compatible with FSDP state dict type 'SHARDED_STATE_DICT'"),
+                hint="remove `save_only_model`, or save full state dicts (FSDP_STATE_DICT_TYPE=FULL_STATE_DICT)",
+            )
+        if not ctx.flag("load_best_model_at_end"):
             return
         if ctx.stage in ("rm", "ppo"):
             return  # LLaMA-Factory refuses load_best_model_at_end for these stages first (STAGE007)
@@ -1233,13 +1246,20 @@ class GradientCheckpointingOverride(Rule):
             )
 
 
-class AcceleratorGradAccumSteps(Rule):
-    """``accelerator_config.gradient_accumulation_kwargs.num_steps`` with ``gradient_accumulation_steps`` above 1.
+#: ``AcceleratorConfig`` fields (transformers v4.57.1 and v5.8.0 ``src/transformers/trainer_pt_utils.py``).
+_ACCELERATOR_CONFIG_FIELDS = ("split_batches", "dispatch_batches", "even_batches", "use_seedable_sampler",
+                              "non_blocking", "gradient_accumulation_kwargs", "use_configured_state")
 
-    transformers cannot tell which of the two is meant and refuses: "The `AcceleratorConfig`'s `num_steps` is set
-    but `gradient_accumulation_steps` is greater than 1 in the passed `TrainingArguments`" (transformers v4.57.1
-    and v5.x ``src/transformers/trainer.py`` ``create_accelerator_and_postprocess``). With
-    ``gradient_accumulation_steps: 1`` ``num_steps`` replaces it.
+
+class AcceleratorGradAccumSteps(Rule):
+    """An inline ``accelerator_config`` that transformers refuses: unknown fields, or ``num_steps`` twice.
+
+    transformers builds ``AcceleratorConfig(**accelerator_config)`` in ``TrainingArguments.__post_init__``, so a
+    field it does not have is a ``TypeError`` ("got an unexpected keyword argument"). With
+    ``gradient_accumulation_kwargs.num_steps`` and ``gradient_accumulation_steps`` above 1 it cannot tell which is
+    meant and refuses: "The `AcceleratorConfig`'s `num_steps` is set but `gradient_accumulation_steps` is greater
+    than 1 in the passed `TrainingArguments`" (transformers v4.57.1 and v5.x ``src/transformers/trainer.py``
+    ``create_accelerator_and_postprocess``). With ``gradient_accumulation_steps: 1`` ``num_steps`` replaces it.
 
     Bad:
 
@@ -1258,13 +1278,23 @@ class AcceleratorGradAccumSteps(Rule):
     """
 
     code = "TRAIN020"
-    name = "accelerator-grad-accum-steps"
+    name = "accelerator-config"
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if not is_train_command(ctx):
             return
-        kwargs = (_dict_arg(ctx, "accelerator_config") or {}).get("gradient_accumulation_kwargs")
+        config = _dict_arg(ctx, "accelerator_config") or {}
+        unknown = [str(k) for k in config if k not in _ACCELERATOR_CONFIG_FIELDS]
+        if unknown:
+            yield Finding(
+                key="accelerator_config",
+                message=f"`accelerator_config` has {keys_text(unknown)}, which `AcceleratorConfig` does not have: "
+                f"transformers stops when it builds the training arguments (\"__init__() got an unexpected keyword "
+                f"argument '{unknown[0]}'\")",
+                hint=f"known fields: {', '.join(f'`{f}`' for f in _ACCELERATOR_CONFIG_FIELDS)}",
+            )
+        kwargs = config.get("gradient_accumulation_kwargs")
         ga = ctx.number("gradient_accumulation_steps")
         if isinstance(kwargs, dict) and "num_steps" in kwargs and ga is not None and ga > 1:
             yield Finding(

@@ -414,6 +414,10 @@ def test_save_only_model_with_load_best_under_deepspeed_or_fsdp(tmp_path: Path) 
     assert not fired(base + "stage: rm\ndeepspeed: z2.json\n", "TRAIN014", path=run)  # STAGE007 refuses it first
     fixed = fix_text(base + "deepspeed: z2.json\n", select="TRAIN014", unsafe=True, path=run)
     assert "save_only_model" not in fixed
+    sharded = {"FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT"}
+    (v,) = fired("save_only_model: true\nfsdp: full_shard\n", "TRAIN014", env=sharded)
+    assert "not compatible with FSDP state dict type 'SHARDED_STATE_DICT'" in v.message
+    assert not fired("save_only_model: true\n", "TRAIN014", env=sharded)  # no FSDP
 
 
 def test_save_strategy_best_needs_metric_and_evaluation() -> None:
@@ -490,6 +494,9 @@ def test_accelerator_config_num_steps_and_grad_accum() -> None:
     assert "`num_steps` is set but `gradient_accumulation_steps` is greater than 1" in v.message
     assert not fired(text.replace("steps: 4\naccel", "steps: 1\naccel"), "TRAIN020")
     assert not fired('gradient_accumulation_steps: 4\naccelerator_config: \'{"split_batches": true}\'\n', "TRAIN020")
+    (v,) = fired("accelerator_config:\n  split_batch: true\n", "TRAIN020")
+    assert "`split_batch`" in v.message and "unexpected keyword argument 'split_batch'" in v.message
+    assert not fired("accelerator_config: accelerate.json\n", "TRAIN020")
 
 
 def test_early_stopping_needs_evaluation_and_metric() -> None:
