@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 from tuner.config.context import Context
 from tuner.config.ranges import BANDS, Band
+from tuner.lint.fixes import set_key
 from tuner.lint.rule import Finding, Rule, Severity
 from tuner.rules._lf_common import command, is_train_command
 
@@ -235,8 +236,6 @@ class OFTRankOrBlockSize(Rule):
                 hint="set `oft_block_size` (e.g. 32) or `oft_rank`",
             )
         elif rank != 0 and block != 0:
-            from tuner.lint.fixes import set_key
-
             yield Finding(
                 key="oft_rank" if ctx.has("oft_rank") else "oft_block_size",
                 also=("oft_block_size", "finetuning_type"),
