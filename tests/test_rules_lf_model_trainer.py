@@ -393,3 +393,225 @@ def test_megatron_bridge_compat_and_world_size() -> None:
     (v,) = fired(text, "TRAIN013", env=env, gpus=12)
     assert "must divide `world_size` (12)" in v.message
     assert not fired(text, "TRAIN013", env=env, gpus=8, nodes=2)
+
+
+# -- TRAIN: transformers' Trainer set-up ---------------------------------------------------------------------------
+def _z(tmp_path: Path, stage: int) -> Path:
+    (tmp_path / f"z{stage}.json").write_text(json.dumps({"zero_optimization": {"stage": stage}}))
+    return tmp_path / "run.yaml"
+
+
+def test_save_only_model_with_load_best_under_deepspeed_or_fsdp(tmp_path: Path) -> None:
+    run = _z(tmp_path, 2)
+    base = "save_only_model: true\nload_best_model_at_end: true\neval_strategy: steps\nval_size: 0.1\n"
+    (v,) = fired(base + "deepspeed: z2.json\n", "TRAIN014", path=run)
+    assert v.key == "save_only_model" and v.severity is Severity.ERROR
+    assert "DeepSpeed can't be used with `save_only_model` along with `load_best_model_at_end`." in v.message
+    (v,) = fired(base + "fsdp: full_shard auto_wrap\n", "TRAIN014")
+    assert "FSDP can't be used" in v.message
+    (v,) = fired(base, "TRAIN014", env={"ACCELERATE_USE_FSDP": "true"})
+    assert "the launch environment" in v.message
+    assert not fired(base, "TRAIN014")  # plain DDP can reload the best model
+    assert not fired(base.replace("save_only_model: true\n", "") + "deepspeed: z2.json\n", "TRAIN014", path=run)
+    assert not fired(base + "stage: rm\ndeepspeed: z2.json\n", "TRAIN014", path=run)  # STAGE007 refuses it first
+    fixed = fix_text(base + "deepspeed: z2.json\n", select="TRAIN014", unsafe=True, path=run)
+    assert "save_only_model" not in fixed
+    sharded = {"FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT"}
+    (v,) = fired("save_only_model: true\nfsdp: full_shard\n", "TRAIN014", env=sharded)
+    assert "not compatible with FSDP state dict type 'SHARDED_STATE_DICT'" in v.message
+    assert not fired("save_only_model: true\n", "TRAIN014", env=sharded)  # no FSDP
+
+
+def test_save_strategy_best_needs_metric_and_evaluation() -> None:
+    (v,) = fired("save_strategy: best\neval_strategy: steps\nval_size: 0.1\n", "TRAIN015")
+    assert "`args.metric_for_best_model` must be provided when using 'best' save_strategy" in v.message
+    assert fix_text("save_strategy: best\n", select="TRAIN015", unsafe=True).endswith("metric_for_best_model: eval_loss\n")
+    # load_best_model_at_end (and a plateau scheduler) make the metric default to loss.
+    assert not fired("save_strategy: best\nload_best_model_at_end: true\neval_strategy: steps\n", "TRAIN015")
+    assert not fired("save_strategy: best\nlr_scheduler_type: reduce_lr_on_plateau\neval_strategy: epoch\n", "TRAIN015")
+    greedy = "save_strategy: best\nlr_scheduler_type: greedy\neval_strategy: epoch\n"
+    assert not fired(greedy, "TRAIN015", transformers_major=5)
+    # Without evaluation nothing is ever saved: a warning, for training runs.
+    vs = fired("do_train: true\nsave_strategy: best\nmetric_for_best_model: eval_loss\n", "TRAIN015")
+    assert [v.severity for v in vs] == [Severity.WARNING] and "none is ever saved" in vs[0].message
+    assert not fired("save_strategy: steps\n", "TRAIN015")
+
+
+def test_auto_find_batch_size_zero3(tmp_path: Path) -> None:
+    run = _z(tmp_path, 3)
+    text = "deepspeed: z3.json\nauto_find_batch_size: true\nbf16: true\n"
+    (v,) = fired(text, "TRAIN016", path=run)
+    assert "isn't supported yet with DeepSpeed Zero-3" in v.message
+    assert fix_text(text, select="TRAIN016", path=run) == "deepspeed: z3.json\nbf16: true\n"
+    _z(tmp_path, 2)
+    assert not fired(text.replace("z3", "z2"), "TRAIN016", path=run)
+
+
+def test_fsdp_with_deepspeed_or_without_torchrun(tmp_path: Path) -> None:
+    run = _z(tmp_path, 3)
+    (v,) = fired("fsdp: full_shard\ndeepspeed: z3.json\n", "TRAIN017", path=run)
+    assert "Using --fsdp xxx together with --deepspeed is not possible" in v.message
+    (v,) = fired("fsdp: full_shard auto_wrap\n", "TRAIN017", gpus=1)
+    assert "Using fsdp only works in distributed training." in v.message
+    assert not fired("fsdp: full_shard auto_wrap\n", "TRAIN017")  # GPU count unknown
+    assert not fired("fsdp: full_shard auto_wrap\n", "TRAIN017", gpus=4)
+    assert not fired("fsdp: full_shard auto_wrap\n", "TRAIN017", gpus=1, env={"FORCE_TORCHRUN": "1"})
+    assert not fired("fsdp: ''\n", "TRAIN017", gpus=1)
+
+
+def test_fsdp_config_conflicts() -> None:
+    wrap = "fsdp: full_shard auto_wrap\nfsdp_config:\n  fsdp_min_num_params: 1000\n  transformer_layer_cls_to_wrap: X\n"
+    (v,) = fired(wrap, "TRAIN018")
+    assert "mutually exclusive" in v.message
+    assert not fired(wrap.replace("fsdp: full_shard auto_wrap\n", ""), "TRAIN018")  # no fsdp: never looked at
+    legacy = "fsdp: full_shard auto_wrap\nfsdp_min_num_params: 1000\nfsdp_transformer_layer_cls_to_wrap: X\n"
+    assert fired(legacy, "TRAIN018")
+    json_text = 'fsdp: full_shard\nfsdp_config: \'{"sync_module_states": "false", "cpu_ram_efficient_loading": "true"}\'\n'
+    (v,) = fired(json_text, "TRAIN018")
+    assert "`sync_module_states` must be" in v.message
+    assert not fired("fsdp: full_shard\nfsdp_config: fsdp.json\n", "TRAIN018")  # a file on the cluster
+    ac = "fsdp: full_shard\nfsdp_config:\n  activation_checkpointing: true\ngradient_checkpointing: true\n"
+    (v,) = fired(ac, "TRAIN018")
+    assert v.key == "gradient_checkpointing" and "can't be set to True simultaneously" in v.message
+    assert not fired(ac + "use_kt: true\n", "TRAIN018")  # MODEL007 reports it for KTransformers
+
+
+def test_gradient_checkpointing_arguments_override_llamafactory() -> None:
+    (v,) = fired("do_train: true\ngradient_checkpointing_kwargs: {use_reentrant: false}\n", "TRAIN019")
+    assert v.severity is Severity.WARNING and "never read" in v.message and "use_reentrant_gc" in v.hint
+    (v,) = fired("do_train: true\ngradient_checkpointing: true\ndisable_gradient_checkpointing: true\n", "TRAIN019")
+    assert v.key == "disable_gradient_checkpointing" and "has no effect" in v.message
+    (v,) = fired("do_train: true\ngradient_checkpointing: true\nuse_reentrant_gc: false\n", "TRAIN019")
+    assert "`use_reentrant: True`" in v.message
+    kwargs = "do_train: true\ngradient_checkpointing: true\nuse_reentrant_gc: false\ngradient_checkpointing_kwargs: {use_reentrant: false}\n"
+    assert not fired(kwargs, "TRAIN019")
+    assert not fired("do_train: true\ngradient_checkpointing: true\n", "TRAIN019")  # same as LLaMA-Factory's default
+    assert not fired("gradient_checkpointing_kwargs: {use_reentrant: false}\n", "TRAIN019")  # not training
+    assert not fired("do_train: true\nuse_kt: true\ngradient_checkpointing_kwargs: {a: 1}\n", "TRAIN019")
+
+
+def test_accelerator_config_num_steps_and_grad_accum() -> None:
+    text = "gradient_accumulation_steps: 4\naccelerator_config:\n  gradient_accumulation_kwargs:\n    num_steps: 4\n"
+    (v,) = fired(text, "TRAIN020")
+    assert "`num_steps` is set but `gradient_accumulation_steps` is greater than 1" in v.message
+    assert not fired(text.replace("steps: 4\naccel", "steps: 1\naccel"), "TRAIN020")
+    assert not fired('gradient_accumulation_steps: 4\naccelerator_config: \'{"split_batches": true}\'\n', "TRAIN020")
+    (v,) = fired("accelerator_config:\n  split_batch: true\n", "TRAIN020")
+    assert "`split_batch`" in v.message and "unexpected keyword argument 'split_batch'" in v.message
+    assert not fired("accelerator_config: accelerate.json\n", "TRAIN020")
+
+
+def test_early_stopping_needs_evaluation_and_metric() -> None:
+    vs = fired("do_train: true\nearly_stopping_steps: 3\n", "TRAIN021")
+    assert len(vs) == 2
+    assert "IntervalStrategy of steps or epoch" in vs[0].message and "metric_for_best_model" in vs[1].message
+    (v,) = fired("do_train: true\nearly_stopping_steps: 3\neval_strategy: steps\nval_size: 0.1\n", "TRAIN021")
+    assert "requires metric_for_best_model to be defined" in v.message
+    ok = "do_train: true\nearly_stopping_steps: 3\neval_strategy: epoch\nval_size: 0.1\nload_best_model_at_end: true\nsave_strategy: epoch\n"
+    assert not fired(ok, "TRAIN021")
+    assert not fired("do_train: true\neval_strategy: steps\n", "TRAIN021")
+
+
+def test_scheduler_kwargs() -> None:
+    text = "do_train: true\nlr_scheduler_type: cosine\nlr_scheduler_kwargs:\n  min_lr: 1.0e-6\n"
+    (v,) = fired(text, "TRAIN022")
+    assert "get_cosine_schedule_with_warmup() got an unexpected keyword argument 'min_lr'" in v.message
+    assert "lr_scheduler_type: cosine_with_min_lr" in fix_text(text, select="TRAIN022", unsafe=True)
+    (v,) = fired("do_train: true\nlr_scheduler_type: cosine_with_min_lr\n", "TRAIN022")
+    assert "One of min_lr or min_lr_rate should be set" in v.message and v.key == "lr_scheduler_type"
+    both = 'do_train: true\nlr_scheduler_type: cosine_warmup_with_min_lr\nlr_scheduler_kwargs: \'{"min_lr": 1e-6, "min_lr_rate": 0.1}\'\n'
+    assert "Only one of min_lr or min_lr_rate" in fired(both, "TRAIN022")[0].message
+    assert not fired("do_train: true\nlr_scheduler_type: cosine_with_min_lr\nlr_scheduler_kwargs: {min_lr_rate: 0.1}\n", "TRAIN022")
+    # polynomial decays to lr_end, 1e-7 unless stated
+    (v,) = fired("do_train: true\nlr_scheduler_type: polynomial\nlearning_rate: 1.0e-7\n", "TRAIN022")
+    assert "lr_end (1e-07) must be smaller than initial lr (1e-07)" in v.message
+    assert not fired("do_train: true\nlr_scheduler_type: polynomial\nlearning_rate: 1.0e-5\n", "TRAIN022")
+    # warmup_stable_decay: LLaMA-Factory fills num_decay_steps in from 0.9.3 on
+    wsd = "do_train: true\nlr_scheduler_type: warmup_stable_decay\n"
+    assert "num_decay_steps" in fired(wsd, "TRAIN022", llamafactory="0.9.2")[0].message
+    assert not fired(wsd, "TRAIN022", llamafactory="0.9.3")
+    assert "Unknown decay type: exp" in fired(wsd + "lr_scheduler_kwargs: {decay_type: exp}\n", "TRAIN022")[0].message
+    # ignored kwargs are a warning; inverse_sqrt reads them from transformers 5 on
+    (v,) = fired("do_train: true\nlr_scheduler_type: constant_with_warmup\nlr_scheduler_kwargs: {a: 1}\n", "TRAIN022")
+    assert v.severity is Severity.WARNING and "ignored" in v.message
+    inv = "do_train: true\nlr_scheduler_type: inverse_sqrt\nlr_scheduler_kwargs: {timescale: 100}\n"
+    assert fired(inv, "TRAIN022") and not fired(inv, "TRAIN022", transformers_major=5)
+    assert not fired("do_train: true\nlr_scheduler_type: reduce_lr_on_plateau\nlr_scheduler_kwargs: {factor: 0.5}\n", "TRAIN022")
+    assert not fired(text.replace("do_train: true\n", ""), "TRAIN022")
+
+
+def test_scheduler_kwargs_not_read_when_deepspeed_schedules(tmp_path: Path) -> None:
+    ds = {"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR", "params": {}}}
+    (tmp_path / "ds.json").write_text(json.dumps(ds))
+    text = "do_train: true\ndeepspeed: ds.json\nlr_scheduler_type: cosine_with_min_lr\n"
+    assert not fired(text, "TRAIN022", path=tmp_path / "run.yaml")
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    assert fired(text, "TRAIN022", path=tmp_path / "run.yaml")
+
+
+def test_transformers_low_rank_optimizers() -> None:
+    (v,) = fired("do_train: true\noptim: galore_adamw\n", "TRAIN023")
+    assert "You need to define `optim_target_modules` to use galore_adamw optimizers" in v.message
+    text = "do_train: true\noptim: galore_adamw_layerwise\noptim_target_modules: [attn]\ngradient_accumulation_steps: 4\n"
+    (v,) = fired(text, "TRAIN023")
+    assert v.key == "gradient_accumulation_steps" and "does not support gradient accumulation" in v.message
+    vs = fired(text.replace("steps: 4", "steps: 1"), "TRAIN023", gpus=2)
+    assert ["does not support DDP" in v.message for v in vs] == [True]
+    assert not fired("do_train: true\noptim: galore_adamw\nuse_galore: true\n", "TRAIN023")  # LLaMA-Factory's GaLore
+    assert not fired("do_train: true\noptim: adamw_torch\n", "TRAIN023")
+
+
+def test_group_by_length_with_streaming() -> None:
+    text = "do_train: true\nstreaming: true\nmax_steps: 100\ngroup_by_length: true\n"
+    (v,) = fired(text, "TRAIN024")
+    assert v.severity is Severity.ERROR and "not `IterableDataset`" in v.message
+    assert "group_by_length" not in fix_text(text, select="TRAIN024")
+    five = "do_train: true\nstreaming: true\nmax_steps: 100\ntrain_sampling_strategy: group_by_length\n"
+    (v,) = fired(five, "TRAIN024", transformers_major=5)
+    assert v.severity is Severity.WARNING and "ignored" in v.message
+    assert not fired(text, "TRAIN024", transformers_major=5)
+    assert not fired(text.replace("streaming: true", "streaming: false"), "TRAIN024")
+
+
+def test_apex_bf16_only_transformers_4() -> None:
+    text = "bf16: true\nhalf_precision_backend: apex\n"
+    (v,) = fired(text, "TRAIN025")
+    assert "GPU bf16 is not supported by apex" in v.message
+    assert fix_text(text, select="TRAIN025") == "bf16: true\n"
+    assert not fired(text.replace("bf16", "fp16"), "TRAIN025")
+    assert not fired(text, "TRAIN025", transformers_major=5)
+
+
+def test_resume_from_checkpoint_true() -> None:
+    text = "do_train: true\noutput_dir: saves/run\nresume_from_checkpoint: true\n"
+    (v,) = fired(text, "TRAIN026")
+    assert v.severity is Severity.WARNING and "not needed" in v.message and "No valid checkpoint found" in v.message
+    assert fix_text(text, select="TRAIN026") == "do_train: true\noutput_dir: saves/run\n"
+    (v,) = fired(text + "overwrite_output_dir: true\n", "TRAIN026")
+    assert "not needed" not in v.message and "if `output_dir` has none" in v.message and v.fix is None
+    assert not fired(text.replace("checkpoint: true", "checkpoint: saves/run/checkpoint-100"), "TRAIN026")
+    assert not fired("do_train: true\nresume_from_checkpoint: false\n", "TRAIN026")
+    assert not fired(text.replace("do_train: true", "do_train: false"), "TRAIN026")
+    assert not fired(text + "stage: ppo\n", "TRAIN026")
+
+
+def test_dict_arguments_written_as_text() -> None:
+    (v,) = fired("lr_scheduler_kwargs: '{min_lr_rate: 0.1}'\n", "TRAIN027")
+    assert "not valid JSON" in v.message and "column 2" in v.message
+    text = "do_train: true\ngradient_checkpointing: true\ngradient_checkpointing_kwargs: use_reentrant=False\n"
+    (v,) = fired(text, "TRAIN027")
+    assert "argument after ** must be a mapping" in v.message
+    assert not fired(text.replace("gradient_checkpointing: true\n", ""), "TRAIN027")  # never read
+    assert not fired("fsdp_config: fsdp.json\naccelerator_config: acc.json\n", "TRAIN027")  # file names
+    assert not fired('lr_scheduler_kwargs: \'{"min_lr_rate": 0.1}\'\n', "TRAIN027")
+    assert not fired("do_train: true\nlr_scheduler_type: constant\nlr_scheduler_kwargs: x\n", "TRAIN027")
+
+
+def test_optim_args_format() -> None:
+    (v,) = fired('do_train: true\noptim_args: "use_kahan_summation: true"\n', "TRAIN028")
+    assert "'use_kahan_summation:true'" in v.message and "not enough values to unpack" in v.message
+    assert "too many" in fired("do_train: true\noptim_args: a=1=2\n", "TRAIN028")[0].message
+    assert fired("do_train: true\noptim_args: a=1,\n", "TRAIN028")  # a trailing comma is an empty item
+    assert not fired("do_train: true\noptim_args: a=1, b = 2\n", "TRAIN028")  # spaces are removed first
+    assert not fired("do_train: true\nuse_muon: true\noptim_args: x\n", "TRAIN028")
+    assert not fired("optim_args: x\n", "TRAIN028")
