@@ -6,7 +6,7 @@ transformers releases accept it, with its type, default and choices in each. It 
 from an installed package, and never downloads anything:
 
 * ``--lf-git DIR``: a git directory (or work tree) of LLaMA-Factory. Every release tag from ``v0.8.0`` to the
-  newest ``v0.9.x`` is read with ``git show TAG:src/llamafactory/hparams/*.py`` (and ``extras/constants.py`` for
+  newest ``v0.9.x``, and ``HEAD`` when it is a development version past that tag (``0.9.6.dev0``), is read with ``git show TAG:src/llamafactory/hparams/*.py`` (and ``extras/constants.py`` for
   enums, ``extras/misc.py`` for the transformers range the release declares, ``parser.py`` for which argument
   dataclasses each ``llamafactory-cli`` command parses). Dataclass fields are parsed with ``ast``.
 * ``--transformers-git DIR`` (tags ``vX.Y.Z``) or ``--transformers-src DIR`` (wheels
@@ -192,6 +192,13 @@ class Module:
             return self.enums[node.value.id].get(node.attr, node.attr)
         if isinstance(node, ast.Name) and node.id in consts:
             return consts[node.id]
+        if isinstance(node, ast.BinOp):  # ``768 * 768``: constant arithmetic
+            left, right = self._value(node.left, consts), self._value(node.right, consts)
+            ops = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+                   ast.Pow: lambda a, b: a**b, ast.FloorDiv: lambda a, b: a // b, ast.Div: lambda a, b: a / b}  # fmt: skip
+            numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (left, right))
+            if numbers and type(node.op) in ops:
+                return ops[type(node.op)](left, right)
         return None  # computed at run time; None is the honest "unknown here"
 
     def _field(self, stmt: ast.AnnAssign, consts: dict[str, Any], conditional: dict[str, list[Any]]) -> FieldInfo:
@@ -296,6 +303,15 @@ class LFRepo:
         tags = [t for t in self._git("tag", "--list", "v*").split() if re.fullmatch(r"v\d+\.\d+\.\d+", t)]
         return sorted((t for t in tags if _vkey(t) >= OLDEST_LF and _vkey(t)[:2] <= (0, 9)), key=_vkey)
 
+    def head(self) -> tuple[str, str] | None:
+        """``("HEAD", "0.9.6.dev0")`` when HEAD is a development version past the newest tag, else None."""
+        env = self.show("HEAD", "src/llamafactory/extras/env.py") or ""
+        m = re.search(r'VERSION\s*=\s*"([^"]+)"', env)
+        tags = self.tags()
+        if not m or not tags or _vkey(m.group(1)) <= _vkey(tags[-1]) or self.commit("HEAD") == self.commit(tags[-1]):
+            return None
+        return "HEAD", m.group(1)
+
     def commit(self, tag: str) -> str:
         return self._git("rev-list", "-n", "1", tag).strip()
 
@@ -381,6 +397,9 @@ def _command_groups(parser: str) -> dict[str, list[str]]:
             lists[node.targets[0].id] = [ast.unparse(e).split(".")[-1] for e in node.value.elts]
     out = {"train": lists.get("_TRAIN_ARGS", []), "infer": lists.get("_INFER_ARGS", []), "eval": lists.get("_EVAL_ARGS", [])}
     out["export"] = out["infer"]  # export_model parses with get_infer_args
+    extra = [c for c in lists.get("_TRAIN_MBRIDGE_ARGS", []) if c not in out["train"]]
+    if extra:  # USE_MEGATRON_BRIDGE=1 parses these beside the train groups (development head only)
+        out["megatron"] = extra
     return out
 
 
@@ -388,13 +407,16 @@ def _is_transformers_base(name: str) -> bool:
     return name.endswith("TrainingArguments") and name not in ("TrainingArguments",)
 
 
-def read_llamafactory(repo: LFRepo) -> tuple[dict[str, Any], dict[str, dict[str, list[dict[str, Any]]]], dict[str, str]]:
+def read_llamafactory(repo: LFRepo, include_head: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, list[dict[str, Any]]]], dict[str, str]]:
     """Per tag: meta (commit, range, loading, ...), and per key per group the field's attributes."""
     meta: dict[str, Any] = {}
     per_tag: dict[str, dict[str, list[dict[str, Any]]]] = {}
     helps: dict[str, str] = {}
-    for tag in repo.tags():
-        version = tag[1:]
+    refs = [(tag, tag[1:]) for tag in repo.tags()]
+    if include_head and (head := repo.head()) is not None:
+        refs.append(head)
+    for tag, label in refs:
+        version = ".".join(str(p) for p in _vkey(label))
         mod = Module()
         hp = "src/llamafactory/hparams"
         for name in repo.ls(tag, hp):
@@ -407,6 +429,7 @@ def read_llamafactory(repo: LFRepo) -> tuple[dict[str, Any], dict[str, dict[str,
         checkpointing = repo.show(tag, "src/llamafactory/model/model_utils/checkpointing.py") or ""
         meta[version] = {
             "commit": repo.commit(tag),
+            "label": label,  # "0.9.6.dev0" for the development head
             "transformers": _declared_range(repo.show(tag, "src/llamafactory/extras/misc.py")),
             **_loading(parser),
             "fsdp2_non_reentrant_gc": "use_reentrant_gc = False" in checkpointing,
@@ -492,9 +515,11 @@ def _ranges(samples: list[str], present: dict[str, dict[str, Any]]) -> list[dict
     return out
 
 
-def build(lf_git: Path, tf_git: Path | None, tf_src: Path | None, tf_versions: list[str] | None = None) -> dict[str, Any]:
+def build(
+    lf_git: Path, tf_git: Path | None, tf_src: Path | None, tf_versions: list[str] | None = None, include_head: bool = True
+) -> dict[str, Any]:
     repo = LFRepo(lf_git)
-    lf_meta, lf_keys, lf_help = read_llamafactory(repo)
+    lf_meta, lf_keys, lf_help = read_llamafactory(repo, include_head)
     lf_versions = list(lf_meta)
     if tf_versions is None:
         wanted = {b for m in lf_meta.values() for b in _bounds(m["transformers"])} | set(EXTRA_TRANSFORMERS)
@@ -508,7 +533,7 @@ def build(lf_git: Path, tf_git: Path | None, tf_src: Path | None, tf_versions: l
         for version, per in lf_keys.items():
             for entry in per.get(name, []):
                 attrs = {k: v for k, v in entry.items()}
-                attrs["commands"] = sorted(attrs["commands"], key=["train", "infer", "export", "eval"].index)
+                attrs["commands"] = sorted(attrs["commands"], key=["train", "infer", "export", "eval", "megatron"].index)
                 by_group.setdefault(entry["group"], {})[version] = attrs
         for group, present in by_group.items():
             for r in _ranges(lf_versions, present):
@@ -566,12 +591,13 @@ def main(argv: list[str] | None = None) -> int:
     tf.add_argument("--transformers-git", type=Path, metavar="DIR", help="transformers git dir with release tags")
     tf.add_argument("--transformers-src", type=Path, metavar="DIR", help="folder of transformers wheels or unpacked trees")
     ap.add_argument("--transformers-versions", metavar="LIST", help="comma-separated releases to read instead of the bounds")
+    ap.add_argument("--no-head", action="store_true", help="leave out the development head (HEAD past the newest tag)")
     ap.add_argument("--check", action="store_true", help="exit 1 if the committed schema differs")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
     versions = [v.strip() for v in args.transformers_versions.split(",")] if args.transformers_versions else None
-    new = build(args.lf_git, args.transformers_git, args.transformers_src, versions)
+    new = build(args.lf_git, args.transformers_git, args.transformers_src, versions, include_head=not args.no_head)
     summary = (
         f"LLaMA-Factory {new['llamafactory_versions'][0]}..{new['llamafactory_versions'][-1]} "
         f"({len(new['llamafactory_versions'])} tags), transformers {', '.join(new['transformers_versions'])}"

@@ -59,7 +59,7 @@ def v(text: str) -> Version:
 
 
 #: Every transformers release from 4.41 (the oldest any supported LLaMA-Factory accepts) to the newest that a
-#: supported LLaMA-Factory accepts, as published (4.46.0, 4.52.0 and 4.57.0 were never published).
+#: supported LLaMA-Factory (or its development head) accepts, as published (no 4.46.0, 4.52.0 or 4.57.0).
 #: ``--transformers 4`` means the newest of these that the target LLaMA-Factory accepts.
 TRANSFORMERS_RELEASES: tuple[Version, ...] = tuple(
     Version.parse(t)
@@ -68,7 +68,7 @@ TRANSFORMERS_RELEASES: tuple[Version, ...] = tuple(
         "4.44.2 4.45.0 4.45.1 4.45.2 4.46.1 4.46.2 4.46.3 4.47.0 4.47.1 4.48.0 4.48.1 4.48.2 4.48.3 4.49.0 4.50.0 "
         "4.50.1 4.50.2 4.50.3 4.51.0 4.51.1 4.51.2 4.51.3 4.52.1 4.52.2 4.52.3 4.52.4 4.53.0 4.53.1 4.53.2 4.53.3 "
         "4.54.0 4.54.1 4.55.0 4.55.1 4.55.2 4.55.3 4.55.4 4.56.0 4.56.1 4.56.2 4.57.1 4.57.2 4.57.3 4.57.4 4.57.5 "
-        "4.57.6 5.0.0 5.1.0 5.2.0 5.3.0 5.4.0 5.5.0 5.5.1 5.5.2 5.5.3 5.5.4 5.6.0 5.6.1 5.6.2"
+        "4.57.6 5.0.0 5.1.0 5.2.0 5.3.0 5.4.0 5.5.0 5.5.1 5.5.2 5.5.3 5.5.4 5.6.0 5.6.1 5.6.2 5.7.0 5.8.0"
     ).split()
 )
 
@@ -101,11 +101,11 @@ class TargetVersions:
 
     def describe(self) -> str:
         """``LLaMA-Factory 0.9.5, transformers 5.6.0`` for the report's summary line."""
-        return f"LLaMA-Factory {self.llamafactory}, transformers {self.transformers}"
+        return f"LLaMA-Factory {label(self.llamafactory)}, transformers {self.transformers}"
 
     def as_dict(self) -> dict[str, str]:
         """``{"llamafactory": "0.9.5", "transformers": "5.6.0"}`` for machine-readable reports."""
-        return {"llamafactory": str(self.llamafactory), "transformers": str(self.transformers)}
+        return {"llamafactory": label(self.llamafactory), "transformers": str(self.transformers)}
 
 
 def matches(version: Version, requirement: str) -> bool:
@@ -191,6 +191,14 @@ def llamafactory_releases() -> tuple[Version, ...]:
     return tuple(Version.parse(t) for t in SCHEMA["llamafactory_versions"])
 
 
+def label(llamafactory: Version) -> str:
+    """How a LLaMA-Factory version is named: ``0.9.5``, or ``0.9.6.dev0`` for the development head in the table."""
+    from tuner.config._schema_data import SCHEMA
+
+    entry = SCHEMA["llamafactory"].get(str(llamafactory))
+    return str(entry.get("label", llamafactory)) if entry else str(llamafactory)
+
+
 def release_of(llamafactory: Version) -> Version:
     """The release tag whose code a version runs: the newest tag not after it (``0.9.2.post1`` runs ``0.9.2``)."""
     tags = [t for t in llamafactory_releases() if t <= llamafactory]
@@ -223,8 +231,8 @@ def resolve_target(
     llamafactory: str | None = None,
     transformers: str | None = None,
     *,
-    llamafactory_from: str = "default",
-    transformers_from: str = "default",
+    llamafactory_from: str = "--target-llamafactory",
+    transformers_from: str = "--target-transformers",
 ) -> tuple[TargetVersions, list[str]]:
     """The target versions from what the user stated, and warnings to print.
 
@@ -260,9 +268,10 @@ def resolve_target(
                 raise TargetError(f"{llamafactory_from}: not a version number: {text!r} (expected X.Y[.Z] or auto)") from None
             source["llamafactory"] = llamafactory_from
         if not OLDEST_LLAMAFACTORY <= lf <= newest:
+            head = f" and the development head {label(newest)}" if newest > DEFAULT_LLAMAFACTORY else ""
             raise TargetError(
                 f"{llamafactory_from}: LLaMA-Factory {lf} is outside the releases cfglint supports "
-                f"({OLDEST_LLAMAFACTORY} to {newest})"
+                f"({OLDEST_LLAMAFACTORY} to {DEFAULT_LLAMAFACTORY}{head})"
             )
     if transformers is None:
         tf = default_transformers(lf)
