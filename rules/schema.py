@@ -229,15 +229,13 @@ class WrongType(Rule):
     severity = Severity.ERROR
     fixable = "safe"
 
-    #: Keys whose values a dedicated rule judges (one problem, one finding).
-    OWNED_ELSEWHERE = {"quantization_method"}  # QUANT010 knows what each method does with quantization_bit
-
     def check(self, ctx: Context) -> Iterator[Finding]:
         target = ctx.options.target
         datasets = len(ctx.as_list("dataset"))
         for key, value in ctx.data.items():
-            if key in self.OWNED_ELSEWHERE:
-                continue
+            if key == "quantization_method":
+                yield from self._bitsandbytes_spelling(ctx, value)
+                continue  # other methods: QUANT010 knows what each does with quantization_bit
             spec = ctx.schema.accepted(key, ctx.options.command, target)
             if spec is None:
                 continue
@@ -268,6 +266,30 @@ class WrongType(Rule):
             if spec.help and hint is None:
                 hint = spec.help.split(". ")[0].rstrip(".")
             yield Finding(key=key, message=problem.message, hint=hint, fix=fix)
+
+
+    def _bitsandbytes_spelling(self, ctx: Context, value: object) -> Iterator[Finding]:
+        """``bitsandbytes`` (LLaMA-Factory 0.8.3-0.9.2) vs ``bnb`` (0.9.3 on): the other release's spelling
+        matches no branch of ``configure_quantization``, so the model loads unquantized."""
+        choices = ctx.schema.choices("quantization_method", ctx.options.target) or ()
+        if value not in BITSANDBYTES or value in choices or ctx.get("quantization_bit") is None:
+            return
+        right = next((c for c in choices if c in BITSANDBYTES), None)
+        if right is None:
+            return
+        yield Finding(
+            key="quantization_method",
+            also=("quantization_bit",),
+            message=f"`quantization_method: {value}` is not LLaMA-Factory {ctx.lf}'s name for bitsandbytes "
+            f"(`{right}`; `bitsandbytes` until 0.9.2, `bnb` from 0.9.3): `configure_quantization` "
+            "(`model/model_utils/quantization.py`) matches no method and loads the model unquantized",
+            hint=f"write `quantization_method: {right}`",
+            fix=replace_value(ctx, "quantization_method", right, f"write `quantization_method: {right}`", safe=True),
+        )
+
+
+#: The two spellings of the bitsandbytes method across LLaMA-Factory releases.
+BITSANDBYTES = ("bitsandbytes", "bnb")
 
 
 def _dotted(raw: str) -> str:

@@ -39,9 +39,9 @@ def with_versions(line: str, opts: Options) -> str:
     what = linted_for(opts)
     if what is None:
         return line
-    if line.endswith((".", "!")):
-        return f"{line[:-1]} ({what}){line[-1]}"
-    return f"{line} ({what})"
+    if line.endswith("."):
+        return f"{line[:-1]} ({what})."
+    return f"{line} ({what})"  # "All checks passed! (linted for ...)"
 
 
 @dataclass(frozen=True)
