@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tuner.config.schema import RENAMED, RENAMED_IN, UNSAFE_RENAMES, value_problem
-from tuner.config.versions import Version
+from tuner.config.schema import UNSAFE_RENAMES, value_problem
 from tuner.config.context import Context
 from tuner.lint.fixes import rename_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity
@@ -56,10 +55,8 @@ class UnknownKey(Rule):
         target = ctx.options.target
         claimed = set(ctx.data)
         for key in ctx.data:
-            if key in RENAMED or schema.accepted(key, command, target) is not None:
-                continue
-            if key in RENAMED_IN and ctx.lf >= Version.parse(RENAMED_IN[key][1]):
-                continue  # KEY002 names the new key
+            if schema.accepted(key, command, target) is not None or schema.renamed(key, command, target):
+                continue  # KEY002 names the new key of a renamed one
             spec = schema.get(key)
             other = schema.declaration(key, target)
             if other is not None and not other.settable:
@@ -148,16 +145,11 @@ class RenamedKey(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         target = ctx.options.target
         for key in ctx.data:
-            accepted = ctx.schema.accepted(key, ctx.options.command, target)
-            if key in RENAMED_IN and not accepted:
-                new, since = RENAMED_IN[key]
-                if ctx.lf < Version.parse(since):
-                    continue
-                why = f"renamed in LLaMA-Factory {since}; this config is linted for {ctx.lf}"
-            elif key in RENAMED:
-                new, why = RENAMED[key]
-            else:
+            renamed = ctx.schema.renamed(key, ctx.options.command, target)
+            if renamed is None:
                 continue
+            new, why = renamed
+            accepted = ctx.schema.accepted(key, ctx.options.command, target)
             safe = key not in UNSAFE_RENAMES
             fix = None
             if new in ctx.data:
@@ -344,9 +336,10 @@ class DerivedKey(Rule):
     }
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        target = ctx.options.target
         for key in ctx.data:
-            spec = ctx.schema.get(key)
-            if spec is None or spec.settable or key in RENAMED:
+            spec = ctx.schema.declaration(key, target)
+            if spec is None or spec.settable or ctx.schema.renamed(key, ctx.options.command, target):
                 continue
             yield Finding(
                 key=key,

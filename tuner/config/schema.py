@@ -21,6 +21,7 @@ major as an int for old call sites, or None for the defaults)::
     schema.choices(name, target=None) -> tuple | None
     schema.declaration(name, target=None, command=None) -> Declaration | None   # even if not settable
     schema.history(name, target=None, command="train") -> str | None            # "added in ...", "removed in ..."
+    schema.renamed(name, command="train", target=None) -> (new, why) | None     # old spellings for the target
     schema.loading(target=None) -> Loading                                     # how that release reads YAML
     schema.get(name) -> KeySpec | None                                         # every declaration of a key
 """
@@ -327,12 +328,12 @@ class Schema:
         if lf:
             first = min(d.since for d in lf)
             if first > here:
+                for old, (new, since) in RENAMED_IN.items():
+                    if new == name and Version.parse(since) == first:
+                        return f"added in LLaMA-Factory {first}; {here} calls it `{old}`"
                 return f"added in LLaMA-Factory {first}"
             gone = max((d.until for d in lf if d.until is not None and d.until <= here), default=None)
             if gone is not None:
-                for old, (new, since) in RENAMED_IN.items():
-                    if new == name and t.llamafactory < Version.parse(since):
-                        return f"added in LLaMA-Factory {since}; {t.llamafactory} calls it `{old}`"
                 return f"removed in LLaMA-Factory {gone}"
         if tf:
             tv = t.transformers
@@ -348,19 +349,35 @@ class Schema:
         earlier = [v for v in self.transformers_versions if v < version]
         return str(max(earlier)) if earlier else "older releases"
 
+    def renamed(self, name: str, command: str = "train", target: TargetVersions | int | None = None) -> tuple[str, str] | None:
+        """``(new name, why)`` when ``name`` is an old or foreign spelling of a key the target accepts, else None.
+
+        A rename within the supported releases (:data:`RENAMED_IN`) applies from its release on; an old
+        transformers name whose successor the target no longer has either (``fp16_backend`` under transformers
+        5) is no rename there, just an unknown key.
+        """
+        t = _target(target)
+        if name in RENAMED_IN and self.accepted(name, command, t) is None:
+            new, since = RENAMED_IN[name]
+            if t.llamafactory >= Version.parse(since):
+                return new, f"renamed in LLaMA-Factory {since}"
+        if name in RENAMED:
+            new, why = RENAMED[name]
+            if self.accepted(new, command, t) is not None or self.get(new) is None:
+                return new, why
+        return None
+
     def suggest(self, name: str, command: str = "train", target: TargetVersions | int | None = None) -> list[str]:
         """Keys the user probably meant: renames first, then case/spacing fixes, then close spellings."""
         t = _target(target)
-        if name in RENAMED:
-            return [RENAMED[name][0]]
-        if name in RENAMED_IN and t.llamafactory >= Version.parse(RENAMED_IN[name][1]):
-            return [RENAMED_IN[name][0]]
+        if (renamed := self.renamed(name, command, t)) is not None:
+            return [renamed[0]]
         pool = self.settable_names(command, t)
         normal = name.strip().lower().replace(" ", "_").replace("-", "_")
         if normal != name and normal in pool:
             return [normal]
-        if normal in RENAMED:
-            return [RENAMED[normal][0]]
+        if (renamed := self.renamed(normal, command, t)) is not None:
+            return [renamed[0]]
         return difflib.get_close_matches(normal, pool, n=3, cutoff=0.75)
 
     def settable_names(self, command: str = "train", target: TargetVersions | int | None = None) -> list[str]:
