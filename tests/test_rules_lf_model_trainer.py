@@ -218,7 +218,7 @@ def test_report_to_names() -> None:
     assert fired("report_to: [all, wandb]\n", "TRAIN008")
     for ok in ("none", "all", "[none]", "[wandb, swanlab]", "mlflow"):
         assert not fired(f"report_to: {ok}\n", "TRAIN008"), ok
-    assert fired("report_to: kubeflow\n", "TRAIN008")
+    assert fired("report_to: kubeflow\n", "TRAIN008", transformers_major=4)
     assert not fired("report_to: kubeflow\n", "TRAIN008", transformers_major=5)
 
 
@@ -354,10 +354,10 @@ def test_overrides_and_dropped_settings() -> None:
 
 
 def test_report_to_all_default() -> None:
-    (v,) = fired("do_train: true\n", "LF018")
+    (v,) = fired("do_train: true\n", "LF018", transformers_major=4)
     assert v.severity is Severity.WARNING and not v.fix.safe
-    assert fix_text("do_train: true\n", select="LF018", unsafe=True) == "do_train: true\nreport_to: none\n"
-    assert fired("do_train: true\nreport_to: [all]\n", "LF018")
+    assert fix_text("do_train: true\n", select="LF018", unsafe=True, transformers_major=4) == "do_train: true\nreport_to: none\n"
+    assert fired("do_train: true\nreport_to: [all]\n", "LF018", transformers_major=4)
     assert not fired("do_train: true\n", "LF018", transformers_major=5)
     assert not fired("do_train: true\nreport_to: wandb\n", "LF018")
     assert not fired("do_train: true\nstage: ppo\n", "LF018")  # STAGE011
@@ -386,8 +386,8 @@ def test_megatron_bridge_compat_and_world_size() -> None:
     assert [v.key for v in vs] == ["stage", "finetuning_type", "quantization_bit", "use_mca"]  # in file order
     text = "tensor_model_parallel_size: 4\npipeline_model_parallel_size: 2\n"
     assert not fired(text, "TRAIN013", env=env)  # GPU count unknown
-    (v,) = fired(text, "TRAIN013", env=env, gpus=4)
+    (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=4)
     assert "exceeds `world_size` (4)" in v.message
-    (v,) = fired(text, "TRAIN013", env=env, gpus=12)
+    (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=12)
     assert "must divide `world_size` (12)" in v.message
-    assert not fired(text, "TRAIN013", env=env, gpus=8, nodes=2)
+    assert not fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=8, nodes=2)
