@@ -2,7 +2,9 @@
 LLaMA-Factory config accepts, by version. Do not edit by hand."""
 
 # fmt: off
-SCHEMA = {'llamafactory_versions': ['0.8.0',
+from typing import Any
+
+SCHEMA: dict[str, Any] = {'llamafactory_versions': ['0.8.0',
                            '0.8.1',
                            '0.8.2',
                            '0.8.3',
