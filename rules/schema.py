@@ -54,9 +54,12 @@ class UnknownKey(Rule):
         command = ctx.options.command
         target = ctx.options.target
         claimed = set(ctx.data)
+        bridge = command == "train" and ctx.options.env.get("USE_MEGATRON_BRIDGE", "").lower() in ("1", "true", "y")
         for key in ctx.data:
             if schema.accepted(key, command, target) is not None or schema.renamed(key, command, target):
                 continue  # KEY002 names the new key of a renamed one
+            if bridge and schema.accepted(key, "megatron", target) is not None:
+                continue  # USE_MEGATRON_BRIDGE=1 parses MegatronBridgeArguments beside the train groups
             spec = schema.get(key)
             other = schema.declaration(key, target)
             if other is not None and not other.settable:
@@ -65,9 +68,10 @@ class UnknownKey(Rule):
                 live = [d for d in spec.declarations if d.covers(target)] if spec else []
                 cmds = [c for c in ("train", "infer", "export", "eval") if any(c in d.commands for d in live)]
                 where = ", ".join(f"`llamafactory-cli {c}`" for c in cmds)
+                extra = " (only with USE_MEGATRON_BRIDGE=1)" if "megatron" in other.commands else ""
                 yield Finding(
                     key=key,
-                    message=f"`{key}` is not a `{command}` argument: it belongs to {where or other.group}",
+                    message=f"`{key}` is not a `{command}` argument: it belongs to {where or other.group}{extra}",
                     hint="remove it, or lint with the subcommand that reads this file (--command)",
                 )
                 continue

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from tuner.config.versions import TargetVersions, Version, release_of, with_transformers_major
+from tuner.config.versions import TargetVersions, Version, label, release_of, with_transformers_major
 
 #: Old or foreign spellings that no supported release accepts under that name, with the key that replaced
 #: them. Each is an unknown key to the parser; renaming is safe where the meaning is unchanged.
@@ -169,13 +169,13 @@ class KeySpec:
     help: str
 
     def at(self, target: TargetVersions | int | None = None, command: str | None = None) -> Declaration | None:
-        """The declaration in force at ``target`` (for ``command`` if given): LLaMA-Factory's own field wins over
-        the transformers one it redeclares, a ``train`` declaration over others when no command is given."""
+        """The declaration in force at ``target`` (for ``command`` if given): a ``train`` declaration over others
+        when no command is given, and LLaMA-Factory's own field over the transformers one it redeclares."""
         t = _target(target)
         live = [d for d in self.declarations if d.covers(t) and (command is None or command in d.commands)]
         if not live:
             return None
-        live.sort(key=lambda d: (d.source != "llamafactory", "train" not in d.commands))
+        live.sort(key=lambda d: ("train" not in d.commands, d.source != "llamafactory"))
         return live[0]
 
     def kind_for(self, target: TargetVersions | int | None = None) -> str:
@@ -320,6 +320,7 @@ class Schema:
         if spec is None:
             return None
         decls = [d for d in spec.declarations if command in d.commands and d.settable]
+        decls = decls or [d for d in spec.declarations if d.settable]  # a key of another command's parser
         if not decls:
             return None
         lf = [d for d in decls if d.source == "llamafactory"]
@@ -331,7 +332,7 @@ class Schema:
                 for old, (new, since) in RENAMED_IN.items():
                     if new == name and Version.parse(since) == first:
                         return f"added in LLaMA-Factory {first}; {here} calls it `{old}`"
-                return f"added in LLaMA-Factory {first}"
+                return f"added in LLaMA-Factory {label(first)}"
             gone = max((d.until for d in lf if d.until is not None and d.until <= here), default=None)
             if gone is not None:
                 return f"removed in LLaMA-Factory {gone}"
