@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tuner.config.schema import UNSAFE_RENAMES, value_problem
+from tuner.config.versions import Version
 from tuner.config.context import Context
 from tuner.lint.fixes import rename_key, replace_value, yaml_scalar
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, SkipRule
 
 
 class UnknownKey(Rule):
@@ -54,7 +55,11 @@ class UnknownKey(Rule):
         command = ctx.options.command
         target = ctx.options.target
         claimed = set(ctx.data)
-        bridge = command == "train" and ctx.options.env.get("USE_MEGATRON_BRIDGE", "").lower() in ("1", "true", "y")
+        env = {k: ctx.options.env.get(k, "").lower() in ("1", "true", "y") for k in ("USE_MCA", "USE_MEGATRON_BRIDGE")}
+        if command == "train" and env["USE_MCA"] and ctx.lf >= Version.parse("0.9.4"):
+            # USE_MCA=1 parses mcore_adapter's TrainingArguments, whose fields cfglint does not know
+            raise SkipRule("USE_MCA=1: the train parser takes mcore_adapter's TrainingArguments, not in the key schema")
+        bridge = command == "train" and env["USE_MEGATRON_BRIDGE"]
         for key in ctx.data:
             if schema.accepted(key, command, target) is not None or schema.renamed(key, command, target):
                 continue  # KEY002 names the new key of a renamed one

@@ -458,3 +458,15 @@ def test_transformers_outside_the_release_range_warns(tmp_path: Path) -> None:
     )
     assert code == 0 and "cfglint: warning: LLaMA-Factory 0.9.3 requires transformers>=4.45.0" in err
     assert "(linted for LLaMA-Factory 0.9.3, transformers 5.8.0)" in out
+
+
+def test_mcore_adapter_keys_are_not_judged_under_use_mca() -> None:
+    from tuner.lint.testing import lint_result
+
+    text = "model_name_or_path: Qwen/Qwen3-30B-A3B\nstage: sft\ndo_train: true\ntensor_model_parallel_size: 2\n"
+    plain = lint_result(text, select="KEY001")
+    assert [v.code for v in plain.violations] == ["KEY001"]
+    mca = lint_result(text, select="KEY001", env={"USE_MCA": "1"})
+    assert mca.violations == [] and "mcore_adapter" in mca.skipped["KEY001"]
+    old = lint_result(text, select="KEY001", env={"USE_MCA": "1"}, llamafactory="0.9.3")  # no USE_MCA before 0.9.4
+    assert [v.code for v in old.violations] == ["KEY001"]
