@@ -600,7 +600,7 @@ class GaloreApolloOptim(Rule):
         for use, name, allowed in (("use_galore", "GaLore", _GALORE_OPTIMS), ("use_apollo", "APOLLO", ("adamw_torch",))):
             if not ctx.flag(use):
                 continue
-            if not ctx.has("optim"):
+            if not ctx.has("optim") and ctx.schema.torch_default("optim", ctx.options.target):  # transformers >= 4.54
                 yield Finding(
                     key=use,
                     also=("optim",),

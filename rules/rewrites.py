@@ -794,6 +794,7 @@ class ReportToAllDefault(Rule):
     Bad:
 
     ```yaml
+    # cfglint --transformers 4
     do_train: true
     ```
 

@@ -467,6 +467,7 @@ class PPOReportTo(Rule):
     Bad (a warning with transformers 4, where unset means every installed tracker):
 
     ```yaml
+    # cfglint --transformers 4
     stage: ppo
     do_train: true
     ```

@@ -1,10 +1,9 @@
-"""Test-wide settings: lint as for transformers 4 unless a test says otherwise, whatever is installed; and a
-private cfgtune home, so no test reads or appends to the real launch history."""
+"""Test-wide settings: a private cfgtune home, so no test reads or appends to the real launch history. (Lint
+targets need no setting: they are fixed defaults, never read from the environment.)"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-os.environ.setdefault("CFGLINT_TRANSFORMERS", "4")
 os.environ["CFGTUNE_HOME"] = tempfile.mkdtemp(prefix="cfgtune-home-")

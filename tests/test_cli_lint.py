@@ -285,3 +285,188 @@ def test_accelerate_config_is_not_linted(tmp_path: Path) -> None:
     )
     code, out = run(["check", "--format", "concise", str(p)], tmp_path)
     assert code == 0 and "KEY001" not in out
+
+
+# -- target versions ---------------------------------------------------------------------------------------------
+
+VERSIONED = """\
+model_name_or_path: Qwen/Qwen2.5-7B-Instruct
+stage: sft
+do_train: true
+seed: 42
+quantization_bit: 4
+quantization_method: bnb
+add_special_tokens: "<think>,</think>"
+"""
+
+
+def _cli(args: list[str], cwd: Path, *, hide_transformers: bool = False, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """cfglint in a fresh interpreter; ``hide_transformers`` makes transformers neither importable nor found in
+    the package metadata, as in a pre-commit environment."""
+    import subprocess
+    import sys
+
+    prelude = "import sys\n"
+    if hide_transformers:
+        prelude += (
+            "sys.modules['transformers'] = None\n"
+            "import tuner.lint.distributions as d\n"
+            "_real = d.installed_version\n"
+            "d.installed_version = lambda name: None if name.lower() == 'transformers' else _real(name)\n"
+        )
+    prelude += "from tuner.cli.entry import main\nsys.argv[0] = 'cfglint'\nmain()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", prelude, *args],
+        capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_same_findings_with_and_without_transformers_installed(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(VERSIONED.replace("bnb", "bitsandbytes") + "lerning_rate: 1.0e-4\ndo_eval: 1\n")
+    args = ["check", "--format", "concise", "run.yaml"]
+    with_tf = _cli(args, tmp_path, env={"CFGLINT_TRANSFORMERS": "4"})  # the old override is ignored now
+    without = _cli(args, tmp_path, hide_transformers=True)
+    assert with_tf == without
+    code, out, _ = without
+    assert code == 1
+    assert "run.yaml:6:1: KEY003" in out  # bitsandbytes is 0.9.2's spelling
+    assert "run.yaml:8:1: KEY001" in out  # lerning_rate
+    assert "run.yaml:4:1: KEY" not in out and "run.yaml:9:1: KEY" not in out  # seed: a TrainingArguments field; 1 is true
+    assert out.splitlines()[-2].endswith("(linted for LLaMA-Factory 0.9.5, transformers 5.6.0).")
+
+
+def test_auto_reads_the_installed_versions_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(VERSIONED)
+    code, out, err = _cli(["check", "--format", "concise", "--target-transformers", "auto", "run.yaml"], tmp_path)
+    from tuner.lint.distributions import installed_version
+
+    installed = installed_version("transformers")
+    if installed is None:
+        assert code == 2 and "transformers is not installed" in err
+    else:
+        assert f"transformers {installed})" in out
+    code, out, err = _cli(["check", "--target-transformers", "auto", "run.yaml"], tmp_path, hide_transformers=True)
+    assert code == 2 and "--target-transformers auto: transformers is not installed" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "absent"),
+    [
+        # a key added in 0.9.x, linted for 0.8.3
+        (["--target-llamafactory", "0.8.3"], "KEY001 `add_special_tokens` is not accepted by LLaMA-Factory 0.8.3, "
+         "transformers 4.45.0: added in LLaMA-Factory 0.9.3; 0.8.3 calls it `new_special_tokens`", None),
+        # the bitsandbytes spelling: `bnb` from 0.9.3, `bitsandbytes` before
+        (["--target-llamafactory", "0.9.2"], "KEY003 [*] `quantization_method: bnb` is not LLaMA-Factory 0.9.2's name", None),
+        ([], "All checks passed! (linted for LLaMA-Factory 0.9.5, transformers 5.6.0)", "KEY"),
+    ],
+)
+def test_findings_follow_the_target_versions(tmp_path: Path, args: list[str], expected: str, absent: str | None) -> None:
+    (tmp_path / "run.yaml").write_text(VERSIONED)
+    code, out = run(["check", "--select", "KEY", "--format", "concise", *args, "run.yaml"], tmp_path)
+    assert expected in out, out
+    assert absent is None or absent not in out
+
+
+def test_renamed_key_by_release(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("model_name_or_path: Qwen/Qwen2.5-7B\nstage: sft\nnew_special_tokens: <a>\n")
+    code, out = run(["check", "--select", "KEY", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 1 and "KEY002 [*] `new_special_tokens` is not accepted: use `add_special_tokens`" in out
+    code, out = run(["check", "--select", "KEY", "--target-llamafactory", "0.9.2", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 0, out
+
+
+def test_default_optimizer_depends_on_the_transformers_release(tmp_path: Path) -> None:
+    """GaLore needs `optim: adamw_torch`; unset, transformers >= 4.54 picks adamw_torch_fused on torch >= 2.8."""
+    (tmp_path / "run.yaml").write_text(
+        "model_name_or_path: Qwen/Qwen2.5-0.5B\nstage: sft\ndo_train: true\nfinetuning_type: full\nuse_galore: true\n"
+    )
+    code, out = run(["check", "--select", "FT012", "--format", "concise", "run.yaml"], tmp_path)
+    assert "FT012" in out and "adamw_torch_fused" in out
+    for tf in ("4.53.3", "4.52.4"):
+        code, out = run(["check", "--select", "FT012", "--target-llamafactory", "0.9.3", "--target-transformers", tf,
+                         "--format", "concise", "run.yaml"], tmp_path)  # fmt: skip
+        assert "FT012" not in out, out
+
+
+def test_one_point_exponent_floats_before_omegaconf(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("model_name_or_path: Qwen/Qwen2.5-0.5B\nstage: sft\nlearning_rate: 1e-4\n")
+    code, out = run(["check", "--select", "KEY", "--target-llamafactory", "0.9.3", "--format", "concise", "run.yaml"], tmp_path)
+    assert "KEY003 [*] `learning_rate: 1e-4` is the string '1e-4' to LLaMA-Factory 0.9.3" in out
+    code, _ = run(["check", "--select", "KEY", "--fix", "--target-llamafactory", "0.9.3", "run.yaml"], tmp_path)
+    assert "learning_rate: 1.0e-4\n" in (tmp_path / "run.yaml").read_text()
+    code, out = run(["check", "--select", "KEY", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("concise", "Found 1 error (linted for LLaMA-Factory 0.9.4, transformers 4.57.1)."),
+        ("full", "Found 1 error, 0 warnings, 0 infos in 1 file (linted for LLaMA-Factory 0.9.4, transformers 4.57.1)."),
+        ("github", "::notice title=cfglint::cfglint: linted for LLaMA-Factory 0.9.4, transformers 4.57.1"),
+    ],
+)
+def test_every_format_names_the_versions(tmp_path: Path, fmt: str, expected: str) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\nlerning_rate: 1.0e-4\n")
+    code, out = run(["check", "--select", "KEY", "--target-llamafactory", "0.9.4", "--format", fmt, "run.yaml"], tmp_path)
+    assert code == 1 and expected in out, out
+
+
+def test_json_and_sarif_carry_the_versions(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\nlerning_rate: 1.0e-4\n")
+    run(["check", "--transformers", "4", "--format", "json", "-o", "out.json", "run.yaml"], tmp_path)
+    summary = json.loads((tmp_path / "out.json").read_text())["summary"]
+    assert summary["target"] == {"llamafactory": "0.9.5", "transformers": "4.57.6"}
+    assert summary["linted_for"] == "LLaMA-Factory 0.9.5, transformers 4.57.6"
+    run(["check", "--format", "sarif", "-o", "out.sarif", "run.yaml"], tmp_path)
+    props = json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["properties"]
+    assert props["target"] == {"llamafactory": "0.9.5", "transformers": "5.6.0"}
+
+
+def test_target_settings_and_flags(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\nlora_rank: 8\n")
+    (tmp_path / ".cfglint.toml").write_text('target-llamafactory = "0.9.3"\ntarget-transformers = "4.51.3"\n')
+    code, out = run(["check", "--format", "concise", "--select", "KEY", "run.yaml"], tmp_path)
+    assert "(linted for LLaMA-Factory 0.9.3, transformers 4.51.3)" in out
+    code, out = run(["check", "--format", "concise", "--select", "KEY", "--target-llamafactory", "0.9.4", "run.yaml"], tmp_path)
+    assert "(linted for LLaMA-Factory 0.9.4, transformers 4.51.3)" in out  # the flag wins; the setting stays
+    (tmp_path / ".cfglint.toml").write_text("transformers = 4\n")  # the old major setting is shorthand
+    code, out = run(["check", "--format", "concise", "--select", "KEY", "run.yaml"], tmp_path)
+    assert "(linted for LLaMA-Factory 0.9.5, transformers 4.57.6)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--target-llamafactory", "0.7.1"], "LLaMA-Factory 0.7.1 is outside the releases cfglint supports (0.8.0 to 0.9.5"),
+        (["--target-llamafactory", "newest"], "not a version number: 'newest'"),
+        (["--target-transformers", "6.1"], "transformers 6.1 is not a major cfglint knows"),
+    ],
+)
+def test_unsupported_targets_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\n")
+    code, out, err = _cli(["check", *args, "run.yaml"], tmp_path)
+    assert code == 2 and words in err, err
+
+
+def test_transformers_outside_the_release_range_warns(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\n")
+    code, out, err = _cli(
+        ["check", "--select", "KEY", "--target-llamafactory", "0.9.3", "--transformers", "5", "--format", "concise", "run.yaml"],
+        tmp_path,
+    )
+    assert code == 0 and "cfglint: warning: LLaMA-Factory 0.9.3 requires transformers>=4.45.0" in err
+    assert "(linted for LLaMA-Factory 0.9.3, transformers 5.8.0)" in out
+
+
+def test_mcore_adapter_keys_are_not_judged_under_use_mca() -> None:
+    from tuner.lint.testing import lint_result
+
+    text = "model_name_or_path: Qwen/Qwen3-30B-A3B\nstage: sft\ndo_train: true\ntensor_model_parallel_size: 2\n"
+    plain = lint_result(text, select="KEY001")
+    assert [v.code for v in plain.violations] == ["KEY001"]
+    mca = lint_result(text, select="KEY001", env={"USE_MCA": "1"})
+    assert mca.violations == [] and "mcore_adapter" in mca.skipped["KEY001"]
+    old = lint_result(text, select="KEY001", env={"USE_MCA": "1"}, llamafactory="0.9.3")  # no USE_MCA before 0.9.4
+    assert [v.code for v in old.violations] == ["KEY001"]

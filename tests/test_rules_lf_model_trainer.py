@@ -220,7 +220,7 @@ def test_report_to_names() -> None:
     assert fired("report_to: [all, wandb]\n", "TRAIN008")
     for ok in ("none", "all", "[none]", "[wandb, swanlab]", "mlflow"):
         assert not fired(f"report_to: {ok}\n", "TRAIN008"), ok
-    assert fired("report_to: kubeflow\n", "TRAIN008")
+    assert fired("report_to: kubeflow\n", "TRAIN008", transformers_major=4)
     assert not fired("report_to: kubeflow\n", "TRAIN008", transformers_major=5)
 
 
@@ -356,10 +356,10 @@ def test_overrides_and_dropped_settings() -> None:
 
 
 def test_report_to_all_default() -> None:
-    (v,) = fired("do_train: true\n", "LF018")
+    (v,) = fired("do_train: true\n", "LF018", transformers_major=4)
     assert v.severity is Severity.WARNING and not v.fix.safe
-    assert fix_text("do_train: true\n", select="LF018", unsafe=True) == "do_train: true\nreport_to: none\n"
-    assert fired("do_train: true\nreport_to: [all]\n", "LF018")
+    assert fix_text("do_train: true\n", select="LF018", unsafe=True, transformers_major=4) == "do_train: true\nreport_to: none\n"
+    assert fired("do_train: true\nreport_to: [all]\n", "LF018", transformers_major=4)
     assert not fired("do_train: true\n", "LF018", transformers_major=5)
     assert not fired("do_train: true\nreport_to: wandb\n", "LF018")
     assert not fired("do_train: true\nstage: ppo\n", "LF018")  # STAGE011
@@ -388,11 +388,11 @@ def test_megatron_bridge_compat_and_world_size() -> None:
     assert [v.key for v in vs] == ["stage", "finetuning_type", "quantization_bit", "use_mca"]  # in file order
     text = "tensor_model_parallel_size: 4\npipeline_model_parallel_size: 2\n"
     assert not fired(text, "TRAIN013", env=env)  # GPU count unknown
-    (v,) = fired(text, "TRAIN013", env=env, gpus=4)
+    (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=4)
     assert "exceeds `world_size` (4)" in v.message
-    (v,) = fired(text, "TRAIN013", env=env, gpus=12)
+    (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=12)
     assert "must divide `world_size` (12)" in v.message
-    assert not fired(text, "TRAIN013", env=env, gpus=8, nodes=2)
+    assert not fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=8, nodes=2)
 
 
 # -- TRAIN: transformers' Trainer set-up ---------------------------------------------------------------------------
@@ -465,7 +465,8 @@ def test_fsdp_config_conflicts() -> None:
     assert "mutually exclusive" in v.message
     assert not fired(wrap.replace("fsdp: full_shard auto_wrap\n", ""), "TRAIN018")  # no fsdp: never looked at
     legacy = "fsdp: full_shard auto_wrap\nfsdp_min_num_params: 1000\nfsdp_transformer_layer_cls_to_wrap: X\n"
-    assert fired(legacy, "TRAIN018")
+    assert fired(legacy, "TRAIN018", transformers_major=4)  # the top-level fsdp_* keys are gone in transformers 5
+    assert not fired(legacy, "TRAIN018", transformers_major=5)
     json_text = 'fsdp: full_shard\nfsdp_config: \'{"sync_module_states": "false", "cpu_ram_efficient_loading": "true"}\'\n'
     (v,) = fired(json_text, "TRAIN018")
     assert "`sync_module_states` must be" in v.message
@@ -535,7 +536,7 @@ def test_scheduler_kwargs() -> None:
     (v,) = fired("do_train: true\nlr_scheduler_type: constant_with_warmup\nlr_scheduler_kwargs: {a: 1}\n", "TRAIN022")
     assert v.severity is Severity.WARNING and "ignored" in v.message
     inv = "do_train: true\nlr_scheduler_type: inverse_sqrt\nlr_scheduler_kwargs: {timescale: 100}\n"
-    assert fired(inv, "TRAIN022") and not fired(inv, "TRAIN022", transformers_major=5)
+    assert fired(inv, "TRAIN022", transformers_major=4) and not fired(inv, "TRAIN022", transformers_major=5)
     assert not fired("do_train: true\nlr_scheduler_type: reduce_lr_on_plateau\nlr_scheduler_kwargs: {factor: 0.5}\n", "TRAIN022")
     assert not fired(text.replace("do_train: true\n", ""), "TRAIN022")
 
@@ -563,9 +564,9 @@ def test_transformers_low_rank_optimizers() -> None:
 
 def test_group_by_length_with_streaming() -> None:
     text = "do_train: true\nstreaming: true\nmax_steps: 100\ngroup_by_length: true\n"
-    (v,) = fired(text, "TRAIN024")
+    (v,) = fired(text, "TRAIN024", transformers_major=4)
     assert v.severity is Severity.ERROR and "not `IterableDataset`" in v.message
-    assert "group_by_length" not in fix_text(text, select="TRAIN024")
+    assert "group_by_length" not in fix_text(text, select="TRAIN024", transformers_major=4)
     five = "do_train: true\nstreaming: true\nmax_steps: 100\ntrain_sampling_strategy: group_by_length\n"
     (v,) = fired(five, "TRAIN024", transformers_major=5)
     assert v.severity is Severity.WARNING and "ignored" in v.message
@@ -575,10 +576,10 @@ def test_group_by_length_with_streaming() -> None:
 
 def test_apex_bf16_only_transformers_4() -> None:
     text = "bf16: true\nhalf_precision_backend: apex\n"
-    (v,) = fired(text, "TRAIN025")
+    (v,) = fired(text, "TRAIN025", transformers_major=4)
     assert "GPU bf16 is not supported by apex" in v.message
-    assert fix_text(text, select="TRAIN025") == "bf16: true\n"
-    assert not fired(text.replace("bf16", "fp16"), "TRAIN025")
+    assert fix_text(text, select="TRAIN025", transformers_major=4) == "bf16: true\n"
+    assert not fired(text.replace("bf16", "fp16"), "TRAIN025", transformers_major=4)
     assert not fired(text, "TRAIN025", transformers_major=5)
 
 

@@ -135,7 +135,7 @@ def test_fractional_warmup_steps_is_a_ratio_on_transformers_5() -> None:
 
 
 def test_warmup_ratio_out_of_range_and_both_keys() -> None:
-    assert one("stage: sft\nwarmup_ratio: 1.5\n", "PRAC004").severity is Severity.ERROR
+    assert one("stage: sft\nwarmup_ratio: 1.5\n", "PRAC004", transformers_major=4).severity is Severity.ERROR
     both = "stage: sft\nwarmup_steps: 20\nwarmup_ratio: 0.1\n"
     v4 = one(both, "PRAC004", transformers_major=4)
     assert v4.severity is Severity.WARNING and "warmup_ratio is ignored" in v4.message

@@ -63,6 +63,8 @@ def _run(
     dataset_dir: str | None = None,
     host_ram: float | None = None,
     transformers_major: str | None = None,
+    target_llamafactory: str | None = None,
+    target_transformers: str | None = None,
     lf_command: str | None = None,
     show_skipped: bool = False,
     force_exclude: bool = False,
@@ -71,7 +73,6 @@ def _run(
 ) -> int:
     from tuner.config.document import InputError
     from tuner.config.context import LintOptions
-    from tuner.config.versions import TargetVersions, with_transformers_major
     from tuner.lint.registry import RuleError, load_registry, select_rules
     from tuner.lint.runner import FileResult, lint_file
     from tuner.lint.settings import Settings, load_settings
@@ -90,14 +91,12 @@ def _run(
     for problem in registry.plugin_errors:
         sys.stderr.write(f"cfglint: warning: {problem}\n")
 
+    target = _target(settings, target_llamafactory, target_transformers, transformers_major)
     options = LintOptions(
         hw=hw or settings.hw,
         gpus=gpus or settings.gpus,
         nodes=nodes or settings.nodes or 1,
-        target=with_transformers_major(
-            TargetVersions(),
-            int(transformers_major) if transformers_major else settings.transformers or _installed_transformers_major(),
-        ),
+        target=target,
         command=lf_command or settings.command or None,
         model=model_spec,
         tokenizer=tokenizer or settings.tokenizer,
@@ -137,6 +136,7 @@ def _run(
             show_skipped=show_skipped,
             unsafe_fixes=unsafe_fixes,
             root=Path.cwd(),
+            target=options.target,
         )
     finally:
         if output_file:
@@ -166,20 +166,37 @@ def _check_hw(name: str) -> None:
         raise UsageError(f"--hw: {exc.args[0] if exc.args else exc}") from None
 
 
-def _installed_transformers_major() -> int:
-    """The transformers major a run on this machine would use, without importing transformers.
+def _target(settings: Any, lf: str | None, tf: str | None, major: str | None) -> Any:
+    """The target versions: flags over settings over fixed defaults; never the environment unless ``auto``.
 
-    ``CFGLINT_TRANSFORMERS`` overrides it. Without transformers installed (pre-commit, CI) it is 4: LLaMA-Factory
-    supports both majors, and 4 is the stricter reading (it refuses ``warmup_steps: 0.1``). Projects on 5 set
-    ``transformers = 5`` in ``[tool.cfglint]``.
+    ``--transformers 4|5`` (and the ``transformers`` setting) are shorthand for ``--target-transformers 4|5``.
+    A LLaMA-Factory outside the supported releases is a usage error; a transformers outside what the target
+    LLaMA-Factory accepts is a warning on stderr (LLaMA-Factory refuses to start with it unless
+    ``DISABLE_VERSION_CHECK=1``), and linting goes on for that combination.
     """
-    forced = os.environ.get("CFGLINT_TRANSFORMERS", "").strip()
-    if forced in ("4", "5"):
-        return int(forced)
-    from tuner.lint.distributions import installed_version
+    from tuner.config.versions import TargetError, resolve_target
 
-    found = installed_version("transformers")
+    where = f"[tool.cfglint] in {settings.source}" if settings.source else "settings"
+    if lf is not None:
+        lf_value, lf_from = lf, "--target-llamafactory"
+    elif settings.target_llamafactory is not None:
+        lf_value, lf_from = settings.target_llamafactory, f"`target-llamafactory` ({where})"
+    else:
+        lf_value, lf_from = None, "default"
+    if tf is not None:
+        tf_value, tf_from = tf, "--target-transformers"
+    elif major is not None:
+        tf_value, tf_from = major, "--transformers"
+    elif settings.target_transformers is not None:
+        tf_value, tf_from = settings.target_transformers, f"`target-transformers` ({where})"
+    elif settings.transformers is not None:
+        tf_value, tf_from = str(settings.transformers), f"`transformers` ({where})"
+    else:
+        tf_value, tf_from = None, "default"
     try:
-        return int(found.split(".")[0]) if found else 4
-    except ValueError:
-        return 4
+        target, warnings = resolve_target(lf_value, tf_value, llamafactory_from=lf_from, transformers_from=tf_from)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    for line in warnings:
+        sys.stderr.write(f"cfglint: warning: {line}\n")
+    return target

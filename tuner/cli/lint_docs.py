@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -109,30 +110,51 @@ def explain(code: str) -> None:
 
 @click.command()
 @click.argument("pattern", required=False)
+@click.option("--target-llamafactory", "lf", metavar="VERSION", help="LLaMA-Factory release [default: 0.9.5].")
+@click.option("--target-transformers", "tf", metavar="VERSION", help="transformers release or major [default: the newest the LLaMA-Factory release accepts].")
+@click.option("--command", "command", type=click.Choice(["train", "infer", "export", "eval"]), default="train", show_default=True, help="llamafactory-cli subcommand whose parser reads the file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def keys(pattern: str | None, as_json: bool) -> None:
-    """List the keys a LLaMA-Factory config accepts (optionally those containing PATTERN)."""
+def keys(pattern: str | None, lf: str | None, tf: str | None, command: str, as_json: bool) -> None:
+    """List the keys a LLaMA-Factory config accepts for the target versions (optionally those containing PATTERN)."""
     from tuner.config.schema import load_schema
+    from tuner.config.versions import TargetError, resolve_target
 
+    try:
+        target, warnings = resolve_target(lf, tf)
+    except TargetError as exc:
+        raise click.UsageError(str(exc)) from None
+    for line in warnings:
+        click.echo(f"cfglint: warning: {line}", err=True)
     schema = load_schema()
-    specs = [s for s in schema.keys.values() if s.settable and (not pattern or pattern.lower() in s.name)]
+
+    def since(d: Any) -> str:  # the first release with the key, not with its current shape
+        spec = schema.get(d.name)
+        first = min(x.since for x in spec.declarations if x.source == d.source) if spec else d.since
+        return f"{d.where} {first}"
+
+    decls = [
+        d
+        for name in schema.settable_names(command, target)
+        if (not pattern or pattern.lower() in name) and (d := schema.accepted(name, command, target)) is not None
+    ]
     if as_json:
         click.echo(
             json.dumps(
                 {
-                    "llamafactory": schema.llamafactory_describe,
+                    "target": target.as_dict(),
+                    "command": command,
                     "keys": [
                         {
-                            "name": s.name,
-                            "type": s.kind,
-                            "nullable": s.nullable,
-                            "default": s.default,
-                            "choices": list(s.choices) if s.choices else None,
-                            "group": s.group,
-                            "transformers": list(s.transformers),
-                            "help": s.help,
+                            "name": d.name,
+                            "type": d.kind,
+                            "nullable": d.nullable,
+                            "default": d.default,
+                            "choices": list(d.choices) if d.choices else None,
+                            "group": d.group,
+                            "since": since(d),
+                            "help": d.help,
                         }
-                        for s in specs
+                        for d in decls
                     ],
                 },
                 indent=2,
@@ -140,7 +162,7 @@ def keys(pattern: str | None, as_json: bool) -> None:
             )
         )
         return
-    click.echo(f"# LLaMA-Factory {schema.llamafactory_describe}: {len(specs)} keys")
-    for s in specs:
-        choices = f" {{{', '.join(map(str, s.choices))}}}" if s.choices else ""
-        click.echo(f"{s.name:42} {s.kind:11} default={s.default!r}{choices}  [{s.group}]")
+    click.echo(f"# {len(decls)} `{command}` keys for {target.describe()}")
+    for d in decls:
+        choices = f" {{{', '.join(map(str, d.choices))}}}" if d.choices else ""
+        click.echo(f"{d.name:42} {d.kind:11} default={d.default!r}{choices}  [{d.group}, since {since(d)}]")

@@ -99,7 +99,7 @@ class Context:
         if default is not _UNSET:
             return default
         spec = self.schema.get(key)
-        return spec.default_for(self.options.transformers_major) if spec else None
+        return spec.default_for(self.options.target) if spec else None
 
     def flag(self, key: str) -> bool:
         """A boolean option as LLaMA-Factory would test it (``if args.key:``)."""

@@ -462,7 +462,6 @@ NOT_RANGED: dict[str, str] = {
     "ddp_bucket_cap_mb": "passed to DDP unchanged; no failing value found in the sources read",
     "data_seed": "seeds a torch.Generator, which accepts any 64-bit integer",
     "local_rank": "set by the launcher",
-    "_n_gpu": "not settable",
     "past_index": "-1 means off; other values index the model outputs (a model property)",
     "tpu_num_cores": "TPU only",
     "fsdp_min_num_params": "TRAIN018 (with transformer_layer_cls_to_wrap)",
@@ -502,4 +501,12 @@ NOT_RANGED: dict[str, str] = {
     "sglang_tp_size": "-1 means all GPUs; SGLang validates the rest",
     "vllm_maxlen": "vLLM validates it against the model when the engine starts (a model property)",
     "vllm_max_lora_rank": "vLLM validates it against its supported ranks when the engine starts",
+    # keys of releases other than the default target (0.8.x, or the development head)
+    "image_resolution": "LLaMA-Factory 0.8.x only (replaced by image_max_pixels); not ranged for old releases",
+    "video_resolution": "LLaMA-Factory 0.8.x only (replaced by video_max_pixels); not ranged for old releases",
+    "reserved_label_len": "LLaMA-Factory 0.8.0 only; not ranged for old releases",
+    "chunk_size": "KTransformers (development head only); validated by KTransformers when it starts",
+    "cpu_infer": "KTransformers (development head only); validated by KTransformers when it starts",
+    "kt_maxlen": "KTransformers (development head only); validated by KTransformers when it starts",
+    "tp_size": "development head only; validated by its backend when it starts",
 }

@@ -15,7 +15,7 @@ from tuner.config.document import InputError
 
 KNOWN = {
     "select", "ignore", "extend-select", "per-file-ignores", "exclude", "hw", "gpus", "nodes", "transformers",
-    "strict", "command", "host-ram-gib", "tokenizer", "dataset-dir",
+    "strict", "command", "host-ram-gib", "tokenizer", "dataset-dir", "target-llamafactory", "target-transformers",
 }  # fmt: skip
 
 
@@ -30,7 +30,9 @@ class Settings:
     hw: str | None = None
     gpus: int | None = None
     nodes: int | None = None
-    transformers: int | None = None
+    transformers: int | None = None  # a transformers major: shorthand for target-transformers
+    target_llamafactory: str | None = None  # "0.9.3", "auto"
+    target_transformers: str | None = None  # "4.57.1", "4", "auto"
     strict: bool = False
     command: str | None = None
     host_ram_gib: float | None = None
@@ -143,10 +145,12 @@ def load_settings(start: Path | None = None, explicit: Path | None = None) -> Se
         ("host-ram-gib", "host_ram_gib", (int, float)),
         ("tokenizer", "tokenizer", str),
         ("dataset-dir", "dataset_dir", str),
+        ("target-llamafactory", "target_llamafactory", (str, int, float)),
+        ("target-transformers", "target_transformers", (str, int, float)),
     ):
         if key in table:
             value = table[key]
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
                 raise InputError(path, f"[tool.cfglint] `{key}` has the wrong type ({type(value).__name__})")
-            setattr(s, attr, value)
+            setattr(s, attr, str(value) if key.startswith("target-") else value)
     return s

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 from tuner.report._common import Options
 
 if TYPE_CHECKING:
+    from tuner.config.versions import TargetVersions
     from tuner.lint.rule import Rule
     from tuner.lint.runner import FileResult
 
@@ -46,20 +47,23 @@ def render(
     show_skipped: bool = False,
     unsafe_fixes: bool = False,
     root: Path | None = None,
+    target: TargetVersions | None = None,
 ) -> None:
     """Write ``results`` to ``stream`` in format ``fmt`` (one of :data:`FORMATS`, or ``"auto"``).
 
     ``rules`` maps codes to rule classes (names, docs and default severities for SARIF). ``color`` None
     means: decide from the stream and the environment (``NO_COLOR``, ``FORCE_COLOR``). ``root`` is the
     repository root: SARIF and GitHub annotations give paths relative to it (default: the current
-    directory); the other formats print paths as they were given.
+    directory); the other formats print paths as they were given. ``target`` is the LLaMA-Factory and
+    transformers versions linted for: every format names them in its summary (a line, a JSON field, a SARIF
+    run property, a GitHub notice).
     """
     if fmt == "auto":
         fmt = default_format(stream)
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     module = importlib.import_module(f"tuner.report.{fmt}")
-    opts = Options(color=color, show_skipped=show_skipped, unsafe_fixes=unsafe_fixes, root=root)
+    opts = Options(color=color, show_skipped=show_skipped, unsafe_fixes=unsafe_fixes, root=root, target=target)
     module.render(results, rules, stream, opts)
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuner.lint.rule import Severity, Violation
 from tuner.lint.runner import FileResult
+
+if TYPE_CHECKING:
+    from tuner.config.versions import TargetVersions
 
 #: The pseudo rule an input error (unreadable file, invalid YAML, a DeepSpeed JSON that does not parse) is
 #: reported under where a format has no other place for it (SARIF results). ``000`` keeps it clear of any
@@ -22,6 +26,22 @@ class Options:
     show_skipped: bool = False
     unsafe_fixes: bool = False
     root: Path | None = None
+    target: TargetVersions | None = None  # the versions linted for; named in every format's summary
+
+
+def linted_for(opts: Options) -> str | None:
+    """``linted for LLaMA-Factory 0.9.5, transformers 5.6.0`` when the caller said which versions it assumed."""
+    return f"linted for {opts.target.describe()}" if opts.target is not None else None
+
+
+def with_versions(line: str, opts: Options) -> str:
+    """A summary line with the versions assumed: ``Found 3 errors (linted for LLaMA-Factory 0.9.5, ...).``"""
+    what = linted_for(opts)
+    if what is None:
+        return line
+    if line.endswith("."):
+        return f"{line[:-1]} ({what})."
+    return f"{line} ({what})"  # "All checks passed! (linted for ...)"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from tuner.report._common import (
     plural,
     severity_counts,
     totals,
+    with_versions,
 )
 
 
@@ -41,7 +42,7 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
 
     t = totals(results)
     if t.violations:
-        out.append(f"Found {severity_counts(t, keep_zero=False)}.")
+        out.append(with_versions(f"Found {severity_counts(t, keep_zero=False)}.", opts))
         if (line := fixable_line(t, opts.unsafe_fixes)) is not None:
             out.append(line)
     if t.fixes_applied:
@@ -50,5 +51,7 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
         out.append(f"{plural(t.input_errors, 'file')} could not be linted.")
     rule_errors = sum(len(r.rule_errors) for r in results)
     if not t.violations and not t.input_errors and not rule_errors:
-        out.append("All checks passed!")
+        out.append(with_versions("All checks passed!", opts))
+    elif not t.violations and opts.target is not None:
+        out.append(f"Linted for {opts.target.describe()}.")
     stream.write("".join(line + "\n" for line in out))

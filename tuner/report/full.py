@@ -31,6 +31,7 @@ from tuner.report._common import (
     severity_counts,
     skipped,
     totals,
+    with_versions,
 )
 
 #: Tabs are expanded the same way in the source line and under it, so carets stay aligned.
@@ -153,12 +154,17 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
     t = totals(results)
     if t.violations:
         console.print(
-            Text(f"Found {severity_counts(t, keep_zero=True)} in {plural(t.files_with_violations, 'file')}.", style="bold")
+            Text(
+                with_versions(f"Found {severity_counts(t, keep_zero=True)} in {plural(t.files_with_violations, 'file')}.", opts),
+                style="bold",
+            )
         )
         if (line := fixable_line(t, opts.unsafe_fixes)) is not None:
             console.print(Text(line))
     elif not t.input_errors and not any(r.rule_errors for r in results):
-        console.print(Text("All checks passed!", style="bold green"))
+        console.print(Text(with_versions("All checks passed!", opts), style="bold green"))
+    elif opts.target is not None:
+        console.print(Text(f"Linted for {opts.target.describe()}.", style="dim"))
     if t.fixes_applied:
         console.print(Text(f"Applied {plural(t.fixes_applied, 'fix', 'fixes')}.", style="green"))
     if t.input_errors:

@@ -79,4 +79,6 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
                 out.append(
                     command("notice", f"{code} skipped: {why}", file=rel(r.path), title=f"cfglint ({code} skipped)")
                 )
+    if opts.target is not None:  # no summary line in this format: a notice on the run says what was assumed
+        out.append(command("notice", f"cfglint: linted for {opts.target.describe()}", title="cfglint"))
     stream.write("".join(line + "\n" for line in out))

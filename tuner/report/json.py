@@ -13,7 +13,9 @@ Shape (``version`` 1)::
                 "error": null | {"message": str, "line": int|null, "column": int|null, "path": str},
                 "skipped": {code: reason}, "not_a_config": bool, "rule_errors": [str],
                 "fixes_applied": int, "kind": "train"|"export"|"infer"|"eval"|null}],
-     "summary": {"errors": int, "warnings": int, "infos": int}}
+     "summary": {"errors": int, "warnings": int, "infos": int,
+                 # extra, when the caller states the versions linted for:
+                 "target": {"llamafactory": str, "transformers": str}, "linted_for": str}}
 
 Lines and columns are 1-based; ``end_column`` is one past the last character of the key..value span.
 A violation's ``path`` differs from its file's when the problem is in the DeepSpeed JSON the file names.
@@ -72,10 +74,14 @@ def file_dict(r: FileResult, opts: Options) -> dict[str, Any]:
 
 def document(results: list[FileResult], opts: Options) -> dict[str, Any]:
     t = totals(results)
+    summary: dict[str, Any] = {"errors": t.errors, "warnings": t.warnings, "infos": t.infos}
+    if opts.target is not None:
+        summary["target"] = opts.target.as_dict()
+        summary["linted_for"] = opts.target.describe()
     return {
         "version": VERSION,
         "files": [file_dict(r, opts) for r in results],
-        "summary": {"errors": t.errors, "warnings": t.warnings, "infos": t.infos},
+        "summary": summary,
     }
 
 

@@ -225,18 +225,15 @@ def document(results: list[FileResult], rules: dict[str, type[Rule]], opts: Opti
     home = information_uri()
     if home:
         driver["informationUri"] = home
-    return {
-        "$schema": SCHEMA_URI,
-        "version": SARIF_VERSION,
-        "runs": [
-            {
-                "tool": {"driver": driver},
-                "invocations": [invocation],
-                "columnKind": "unicodeCodePoints",
-                "results": sarif_results,
-            }
-        ],
+    run: dict[str, Any] = {
+        "tool": {"driver": driver},
+        "invocations": [invocation],
+        "columnKind": "unicodeCodePoints",
+        "results": sarif_results,
     }
+    if opts.target is not None:  # the versions the findings assume: a run property (SARIF 3.19.x property bag)
+        run["properties"] = {"target": opts.target.as_dict(), "lintedFor": opts.target.describe()}
+    return {"$schema": SCHEMA_URI, "version": SARIF_VERSION, "runs": [run]}
 
 
 def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: TextIO, opts: Options) -> None:
