@@ -87,6 +87,7 @@ class UnknownKey(Rule):
                     message=f"`{key}` is not accepted by {target.describe()}: {history}; LLaMA-Factory refuses the "
                     "config (\"Some keys are not used by the HfArgumentParser\")",
                     hint=_version_hint(key, history),
+                    depends_on_version=_version_side(ctx, key),
                 )
                 continue
             suggestions = schema.suggest(key, command, target)
@@ -107,6 +108,19 @@ class UnknownKey(Rule):
                 hint=hint,
                 fix=fix,
             )
+
+
+def _version_side(ctx: Context, key: str) -> str | None:
+    """Which release decides whether ``key`` is accepted, when some supported release accepts it: the finding
+    then depends on the version the run really uses (``Finding.depends_on_version``). None for keys no release
+    has (typos, other trainers' names)."""
+    spec = ctx.schema.get(key)
+    if spec is None:
+        return None
+    live = [d for d in spec.declarations if d.settable]
+    if not live:
+        return None
+    return "transformers" if any(d.source == "transformers" for d in live) else "llamafactory"
 
 
 def _version_hint(key: str, history: str) -> str:
@@ -173,7 +187,14 @@ class RenamedKey(Rule):
                 else:
                     fix = rename_key(ctx, key, new, f"rename `{key}` to `{new}`", safe=safe)
             state = "is deprecated" if accepted else "is not accepted"
-            yield Finding(key=key, message=f"`{key}` {state}: use `{new}` ({why})", hint=hint, fix=fix)
+            yield Finding(
+                key=key,
+                message=f"`{key}` {state}: use `{new}` ({why})",
+                hint=hint,
+                fix=fix,
+                severity=Severity.WARNING if accepted else None,  # a deprecated alias still runs
+                depends_on_version=_version_side(ctx, key),
+            )
 
 
 def _rename_with_value(ctx: Context, key: str, new: str, value_text: str):  # type: ignore[no-untyped-def]
@@ -286,6 +307,7 @@ class WrongType(Rule):
             "(`model/model_utils/quantization.py`) matches no method and loads the model unquantized",
             hint=f"write `quantization_method: {right}`",
             fix=replace_value(ctx, "quantization_method", right, f"write `quantization_method: {right}`", safe=True),
+            depends_on_version="llamafactory",
         )
 
 

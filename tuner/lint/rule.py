@@ -93,6 +93,10 @@ class Finding:
     in_deepspeed: bool = False  # the key path is in the DeepSpeed JSON, not the YAML
     also: tuple[str, ...] = ()  # other keys that locate the finding when ``key`` is not in the file
     line: int | None = None  # locate by line (1-based) instead of by key: findings about comments
+    #: The finding holds for the target release but not for every supported one: "llamafactory" or
+    #: "transformers". When that side of the target was not stated (the fixed default), the runner reports it as
+    #: info and asks for the version: the linter cannot know which release the file is meant for.
+    depends_on_version: str | None = None
     column: int = 1
     end_column: int | None = None
 

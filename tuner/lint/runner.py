@@ -65,6 +65,8 @@ def looks_like_config(doc: Document) -> bool:
     Other YAML that shares a few keys with transformers' arguments (an Accelerate config has ``use_cpu``,
     ``debug`` and ``fsdp_config``) is skipped unless most of its keys are LLaMA-Factory keys.
     """
+    if any(k.startswith("_target_") or k == "_recursive_" for k in doc.data):
+        return False  # a Hydra/OmegaConf object spec (`_target_: pkg.Class`), which LLaMA-Factory never reads
     if any(k in _SIGNATURE for k in doc.data):
         return True
     schema = load_schema()
@@ -145,6 +147,9 @@ def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[V
             if table.suppressed(rule.code, line):
                 result.suppressed += 1
                 continue
+            severity, message = f.severity or rule.severity, f.message
+            if f.depends_on_version and ctx.options.target.source.get(f.depends_on_version) == "default":
+                severity, message = Severity.INFO, message + _unstated_version_note(ctx, f.depends_on_version)
             fix = f.fix
             if fix is not None and f.in_deepspeed and path != ctx.doc.path:
                 fix = Fix(fix.description, tuple(Edit(e.start, e.end, e.content, e.path or path) for e in fix.edits), fix.safe)
@@ -152,8 +157,8 @@ def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[V
                 Violation(
                     code=rule.code,
                     name=rule.name,
-                    severity=f.severity or rule.severity,
-                    message=f.message,
+                    severity=severity,
+                    message=message,
                     path=path,
                     key=f.key,
                     line=line,
@@ -167,6 +172,20 @@ def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[V
             )
     out.sort(key=lambda v: (str(v.path) != str(ctx.doc.path), v.line, v.column, v.severity.rank, v.code))
     return out
+
+
+def _unstated_version_note(ctx: Context, side: str) -> str:
+    """Why a version-dependent finding is only info: the user did not say which release the file is for."""
+    target = ctx.options.target
+    if side == "transformers":
+        return (
+            f" (true for transformers {target.transformers}, the default target; if the run uses another release, "
+            "state it with --target-transformers or `target-transformers` in the settings)"
+        )
+    return (
+        f" (true for LLaMA-Factory {target.llamafactory}, the default target; if the run uses another release, state "
+        "it with --target-llamafactory or `target-llamafactory` in the settings)"
+    )
 
 
 def lint_document(doc: Document, rules: list[Rule], options: LintOptions, result: FileResult | None = None) -> FileResult:
