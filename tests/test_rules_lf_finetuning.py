@@ -227,6 +227,32 @@ def test_quantization_method_without_on_the_fly_support() -> None:
     (v,) = fired("quantization_bit: 4\nquantization_method: awq\n", "QUANT010")
     assert v.severity is Severity.WARNING
     assert not fired("quantization_method: awq\n", "QUANT010")
+    assert not fired("quantization_bit: 4\nquantization_method: hqq\n", "QUANT010")
+
+
+def test_one_finding_for_a_quantization_method_outside_the_choices() -> None:
+    """A value that is not one of the key's choices is KEY003's finding; QUANT010 stays silent on it."""
+    text = "quantization_bit: 4\nquantization_method: bitsandbytes4\n"
+    found = [(v.code, v.line) for v in lint_text(text, select=["KEY003", "QUANT010"])]
+    assert found == [("KEY003", 2)]
+    found = [(v.code, v.line) for v in lint_text("quantization_bit: 4\nquantization_method: gptq\n", select=["KEY003", "QUANT010"])]
+    assert found == [("QUANT010", 2)]
+
+
+def test_bitsandbytes_spelling_follows_the_target_version() -> None:
+    """`bitsandbytes` up to LLaMA-Factory 0.9.2, `bnb` from 0.9.3: the default and the bit check follow."""
+    (v,) = fired("quantization_bit: 2\n", "QUANT008", llamafactory="0.9.2")
+    assert "`quantization_method: bitsandbytes` (the default)" in v.message
+    assert fired("quantization_bit: 2\nquantization_method: bitsandbytes\n", "QUANT008", llamafactory="0.8.3")
+    assert not fired("quantization_bit: 2\nquantization_method: bitsandbytes\n", "QUANT008")  # not bnb at 0.9.5
+    (v,) = fired("quantization_bit: 4\nquantization_method: eetq\n", "QUANT008", llamafactory="0.9.0")
+    assert "`quantization_method: bitsandbytes`" in v.hint
+
+
+def test_quantization_rules_survive_odd_values() -> None:
+    text = "do_train: true\nquantization_bit: 4\nquantization_method: [bnb]\nuse_dora: true\n"
+    for code in ("QUANT008", "QUANT009", "QUANT010", "QUANT013"):
+        assert not fired(text, code)
 
 
 def test_export_quantization_bits() -> None:
@@ -255,6 +281,9 @@ def test_dora_with_on_the_fly_quantization() -> None:
     assert not fired(text + "adapter_name_or_path: a\n", "QUANT013")
     assert fired(text + "adapter_name_or_path: a\ncreate_new_adapter: true\n", "QUANT013")
     assert not fired(text.replace("do_train: true\n", ""), "QUANT013")
+    # Up to v0.9.2 the constant was `bitsandbytes`, transformers' own name: bitsandbytes DoRA ran; HQQ never did.
+    assert not fired(text, "QUANT013", llamafactory="0.9.2")
+    assert fired(text + "quantization_method: hqq\n", "QUANT013", llamafactory="0.9.2")
 
 
 def test_pissa_under_zero3(ds: Path) -> None:
