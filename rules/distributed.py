@@ -13,7 +13,7 @@ from typing import Any
 
 from tuner.config.deepspeed import DeepSpeedConfig
 from tuner.config.context import Context
-from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity
+from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity, SkipRule
 
 #: ``"auto"`` values transformers' Trainer fills from TrainingArguments or the model's hidden size.
 FILLED_BY_TRAINER = frozenset({
@@ -440,10 +440,16 @@ class DeepSpeedNeedsTorchrun(Rule):
     """``deepspeed`` on a single GPU without ``FORCE_TORCHRUN=1``.
 
     ``llamafactory-cli train`` launches torchrun only when it sees more than one GPU or ``FORCE_TORCHRUN=1``
-    (``launcher.py``). On one GPU the run starts as a plain process and LLaMA-Factory stops: "Please use
-    `FORCE_TORCHRUN=1` to launch DeepSpeed training." (``get_train_args``; llamafactory_checks.md #78;
-    lf_user_pain.md #7, hiyouga/LlamaFactory#6268). Launch with ``FORCE_TORCHRUN=1 llamafactory-cli train …``, or drop
-    ``deepspeed`` on a single GPU. The rule reads the GPU count from ``--gpus`` or ``CUDA_VISIBLE_DEVICES``.
+    (LLaMA-Factory v0.9.3 ``src/llamafactory/cli.py`` ``main``, v0.9.5 ``src/llamafactory/launcher.py``
+    ``launch``). On one GPU the run starts as a plain process and LLaMA-Factory stops: "Please use
+    `FORCE_TORCHRUN=1` to launch DeepSpeed training." (``hparams/parser.py`` ``get_train_args``, v0.8.3-v0.9.5;
+    hiyouga/LlamaFactory#6268). Launch with ``FORCE_TORCHRUN=1 llamafactory-cli train …``, or drop ``deepspeed``
+    on a single GPU.
+
+    The finding depends on the number of GPUs the run sees, which the YAML does not say: the rule reads it from
+    ``--gpus`` (or ``CUDA_VISIBLE_DEVICES``) and is skipped when it is unknown. It stays silent for several
+    GPUs, several nodes (``--nnodes``), ``FORCE_TORCHRUN``/``USE_MCA``/``USE_MEGATRON_BRIDGE`` (torchrun forced)
+    and ``USE_RAY`` (Ray starts the distributed workers itself).
 
     Bad:
 
@@ -473,25 +479,19 @@ class DeepSpeedNeedsTorchrun(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         if _ds(ctx) is None or ctx.options.nodes > 1:
             return
-        if any(_env_enabled(ctx, v) for v in ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE")):
+        if any(_env_enabled(ctx, v) for v in ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE", "USE_RAY")):
             return
         gpus = ctx.gpus
-        if gpus is not None and gpus > 1:
+        if gpus is None:
+            raise SkipRule("GPU count unknown: pass --gpus N to check how llamafactory-cli launches DeepSpeed")
+        if gpus > 1:
             return
-        hint = "launch with `FORCE_TORCHRUN=1 llamafactory-cli train …` (or remove `deepspeed` on a single GPU)"
-        if gpus == 1:
-            message = (
-                "`deepspeed` on 1 GPU: llamafactory-cli does not use torchrun there, and LLaMA-Factory stops "
-                '("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.")'
-            )
-        else:
-            message = (
-                "`deepspeed` needs a torchrun launch: on a single GPU llamafactory-cli starts a plain process and "
-                'LLaMA-Factory stops ("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training."); '
-                "FORCE_TORCHRUN is not set and the GPU count is unknown"
-            )
-            hint += "; pass --gpus N to check for the actual launch"
-        yield Finding(key="deepspeed", message=message, hint=hint)
+        yield Finding(
+            key="deepspeed",
+            message="`deepspeed` on 1 GPU: llamafactory-cli does not use torchrun there, and LLaMA-Factory stops "
+            '("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.")',
+            hint="launch with `FORCE_TORCHRUN=1 llamafactory-cli train …` (or remove `deepspeed` on a single GPU)",
+        )
 
 
 class ShardedPrequantized(Rule):
