@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tuner.config.context import Context
-from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.fixes import insert_key, remove_key, set_key, yaml_scalar
+from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity
 
-from ._lf_common import is_train_command, keys_text, report_to, val_size
+from ._lf_common import adapters, is_train_command, keys_text, report_to, val_size
 
 _PPO_LOGGERS = ("wandb", "tensorboard", "trackio", "none")
 
@@ -781,3 +781,115 @@ class DPORefModelIgnored(Rule):
                     "so LLaMA-Factory ignores it",
                     hint=f"remove `{key}`, or use a reference-based loss (`sigmoid`, `ipo`, `hinge`)",
                 )
+
+
+def _reference_free(ctx: Context) -> bool:
+    """ORPO and SimPO train without a reference model (``FinetuningArguments.use_ref_model``)."""
+    loss = ctx.get("pref_loss")
+    return ctx.stage == "dpo" and isinstance(loss, str) and loss in ("orpo", "simpo")
+
+
+def _adapters_mergeable(ctx: Context) -> bool:
+    """Whether ``_setup_lora_tuning`` can merge adapters: not into a quantized model, under ZeRO-3, Unsloth or
+    KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""
+    if ctx.get("quantization_bit") is not None or ctx.flag("use_unsloth") or ctx.flag("use_kt"):
+        return False
+    return not (is_train_command(ctx) and ctx.zero3)
+
+
+class ReferenceIsBaseModel(Rule):
+    """DPO, KTO or PPO continuing a LoRA adapter (``adapter_name_or_path``) without ``ref_model``.
+
+    With ``finetuning_type: lora`` and no ``ref_model``, ``create_ref_model`` returns no reference model
+    (LLaMA-Factory v0.8.3-v0.9.5 ``src/llamafactory/train/trainer_utils.py`` ``create_ref_model``), and the
+    trainers compute the reference log-probabilities with the policy's adapter disabled
+    (``CustomDPOTrainer.compute_reference_log_probs`` and ``CustomKTOTrainer.compute_reference_log_probs``,
+    ``unwrap_model(model).disable_adapter()``; TRL's ``PPOTrainer`` the same through ``optional_peft_ctx``). The
+    adapter being trained is the last one of ``adapter_name_or_path`` (``_setup_lora_tuning`` in
+    ``model/adapter.py`` resumes it), so the reference is the base model, not the SFT model the adapter made: the
+    KL term and DPO's implicit reward are measured against the base model, and the run starts far from its own
+    reference.
+
+    Give the reference explicitly: ``ref_model`` set to the base model with ``ref_model_adapters`` set to the SFT
+    adapter, or to the SFT model merged with ``llamafactory-cli export``. ``create_new_adapter: true`` also works
+    where the adapter can be merged (not with ``quantization_bit``, DeepSpeed ZeRO-3 or Unsloth): the SFT adapter is
+    merged into the weights and a new adapter is trained, so disabling it gives the SFT model. ORPO and SimPO use no
+    reference and are not flagged.
+
+    Bad:
+
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct
+    adapter_name_or_path: saves/llama3-8b/lora/sft
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    ```
+
+    Good:
+
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct
+    adapter_name_or_path: saves/llama3-8b/lora/sft
+    ref_model: meta-llama/Meta-Llama-3-8B-Instruct
+    ref_model_adapters: saves/llama3-8b/lora/sft
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    ```
+    """
+
+    code = "STAGE018"
+    name = "reference-is-base-model"
+    severity = Severity.WARNING
+    fixable = "unsafe"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.stage not in ("dpo", "kto", "ppo") or _reference_free(ctx) or not ctx.is_training:
+            return
+        if ctx.finetuning_type != "lora" or ctx.get("ref_model") not in (None, ""):
+            return
+        names = adapters(ctx)
+        if not names or not names[-1]:
+            return
+        mergeable = _adapters_mergeable(ctx)
+        if mergeable and ctx.flag("create_new_adapter"):
+            return  # every adapter is merged into the weights: disabling the new one gives the SFT model
+        last = names[-1]
+        merged = f" with {keys_text(names[:-1])} merged" if len(names) > 1 else ""
+        effect = {
+            "dpo": "DPO's implicit reward and its KL regularisation are measured against the base model",
+            "kto": "KTO's implicit reward and its KL term are measured against the base model",
+            "ppo": "PPO's KL penalty pulls the policy toward the base model",
+        }[ctx.stage]
+        hint = "set `ref_model` to the base model with `ref_model_adapters` set to the SFT adapter, or to the SFT model merged with `llamafactory-cli export`"
+        if mergeable:
+            hint += "; or set `create_new_adapter: true` to merge the adapter and train a new one on top"
+        yield Finding(
+            key="adapter_name_or_path",
+            also=("stage",),
+            message=f"`stage: {ctx.stage}` trains the LoRA adapter `{last}` without `ref_model`: LLaMA-Factory's "
+            f"reference is then the policy with that adapter disabled, i.e. the base model{merged}, not the SFT "
+            f"model, so {effect}",
+            hint=hint,
+            fix=_reference_fix(ctx),
+        )
+
+
+def _reference_fix(ctx: Context) -> Fix | None:
+    """Add ``ref_model: <model_name_or_path>`` and ``ref_model_adapters: <adapter_name_or_path>`` after the adapters."""
+    model = ctx.get("model_name_or_path")
+    raw = ctx.get("adapter_name_or_path")
+    if not isinstance(model, str) or not model.strip() or not isinstance(raw, str) or not raw.strip():
+        return None
+    first = insert_key(ctx, "ref_model", yaml_scalar(model), "", after="adapter_name_or_path", safe=False)
+    (edit,) = first.edits
+    newline = "\r\n" if edit.content.endswith("\r\n") else "\n"
+    body = edit.content.lstrip("\r\n")
+    indent = body[: len(body) - len(body.lstrip(" "))]
+    content = f"{edit.content}{indent}ref_model_adapters: {yaml_scalar(raw)}{newline}"
+    return Fix(
+        "add `ref_model` (the base model) and `ref_model_adapters` (the SFT adapter)",
+        (Edit(edit.start, edit.end, content),),
+        safe=False,
+    )
