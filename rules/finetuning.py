@@ -824,6 +824,57 @@ class LlamaProLayers(Rule):
         )
 
 
+class FreezeSelectsEveryLayer(Rule):
+    """``freeze_trainable_layers`` as large as the model's layer count: freeze tuning trains every layer.
+
+    ``_setup_freeze_tuning`` (LLaMA-Factory v0.8.3-v0.9.5 ``src/llamafactory/model/adapter.py``) trains the last N
+    decoder layers for a positive ``freeze_trainable_layers`` and the first N for a negative one, clamping N to
+    the layer count. With ``|N|`` equal to or above the count every decoder layer is trainable: the run has full
+    fine-tuning's gradient and optimizer-state memory (minus the embeddings and LM head), which is rarely what
+    ``finetuning_type: freeze`` was chosen for. Needs the model's layer count. LLaMA Pro reads the number
+    differently (FT015).
+
+    Bad:
+
+    ```yaml
+    # the model's config.json: {"num_hidden_layers": 32}
+    do_train: true
+    finetuning_type: freeze
+    freeze_trainable_layers: 32
+    ```
+
+    Good:
+
+    ```yaml
+    # the model's config.json: {"num_hidden_layers": 32}
+    do_train: true
+    finetuning_type: freeze
+    freeze_trainable_layers: 8
+    ```
+    """
+
+    code = "FT018"
+    name = "freeze-selects-every-layer"
+    severity = Severity.WARNING
+    needs = frozenset({Need.MODEL})
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if not ctx.is_training or ctx.finetuning_type != "freeze" or ctx.flag("use_llama_pro"):
+            return
+        k = int_value(ctx, "freeze_trainable_layers")
+        n = _num_layers(ctx.model)
+        if k is None or k == 0 or n is None or abs(k) < n:
+            return
+        which = "last" if k > 0 else "first"
+        yield Finding(
+            key="freeze_trainable_layers" if ctx.has("freeze_trainable_layers") else "finetuning_type",
+            message=f"`freeze_trainable_layers: {k}` selects the {which} {abs(k)} layers, and the model has {n}: "
+            "every decoder layer trains, with full fine-tuning's gradient and optimizer memory",
+            hint=f"train fewer layers (|N| < {n}, e.g. {'' if k > 0 else '-'}{max(1, n // 4)}), or use "
+            "`finetuning_type: full` if training everything is intended",
+        )
+
+
 class PissaZero3(Rule):
     """``pissa_init`` under DeepSpeed ZeRO-3.
 

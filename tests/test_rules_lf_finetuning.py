@@ -176,6 +176,34 @@ def test_llama_pro_layers_is_skipped_without_a_model(tmp_path: Path) -> None:
     assert "FT015" in result.skipped and not result.violations
 
 
+@pytest.mark.parametrize("layers", [28, 40, -28, -100])
+def test_freeze_layers_selecting_every_layer(monkeypatch: pytest.MonkeyPatch, layers: int) -> None:
+    """Positive N trains the last N layers, negative the first N; |N| >= the layer count trains them all."""
+    text = f"model_name_or_path: m\ndo_train: true\nfinetuning_type: freeze\nfreeze_trainable_layers: {layers}\n"
+    with_model(monkeypatch, num_hidden_layers=28)
+    (v,) = fired(text, "FT018")
+    assert v.severity is Severity.WARNING and v.line == 4 and "has 28" in v.message and "every decoder layer" in v.message
+    assert ("last" if layers > 0 else "first") in v.message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["freeze_trainable_layers: 27\n", "freeze_trainable_layers: -27\n", "freeze_trainable_layers: 0\n", "",
+     "freeze_trainable_layers: 28\nuse_llama_pro: true\n",  # LLaMA Pro reads N as a group count (FT015)
+     "freeze_trainable_layers: .inf\n", "freeze_trainable_layers: [28]\n"],  # odd values: the key schema's finding
+)  # fmt: skip
+def test_freeze_layers_below_the_layer_count(monkeypatch: pytest.MonkeyPatch, extra: str) -> None:
+    with_model(monkeypatch, num_hidden_layers=28)
+    assert not fired("model_name_or_path: m\ndo_train: true\nfinetuning_type: freeze\n" + extra, "FT018")
+    assert not fired("model_name_or_path: m\nfinetuning_type: freeze\nfreeze_trainable_layers: 28\n", "FT018")
+
+
+def test_freeze_layers_is_skipped_without_a_model(tmp_path: Path) -> None:
+    text = "model_name_or_path: ./no-such-model\ndo_train: true\nfinetuning_type: freeze\nfreeze_trainable_layers: 99\n"
+    result = lint_result(text, path=tmp_path / "run.yaml", select=["FT018"])
+    assert "FT018" in result.skipped and not result.violations
+
+
 # -- QUANT -------------------------------------------------------------------------------------------------------
 def test_verify_model_args_quantization_checks() -> None:
     assert fired("quantization_bit: 4\nfinetuning_type: freeze\n", "QUANT001")
