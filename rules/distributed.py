@@ -8,6 +8,7 @@ and accelerate's ``DeepSpeedPlugin``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,7 +79,13 @@ def _env_enabled(ctx: Context, name: str) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 class ZeroStage(Rule):
@@ -499,7 +506,7 @@ class ShardedPrequantized(Rule):
 
     A checkpoint whose ``config.json`` has a ``quantization_config`` stores packed integer weights that ZeRO-3 and
     FSDP cannot shard. LLaMA-Factory stops while loading: "DeepSpeed ZeRO-3 or FSDP is incompatible with
-    PTQ-quantized models." (``model_utils/quantization.py``; llamafactory_checks.md #153; lf_user_pain.md #6,
+    PTQ-quantized models." (``model_utils/quantization.py``,
     hiyouga/LlamaFactory#6898, deepspeedai/DeepSpeed#7096). MXFP4 and FP8 checkpoints are dequantized on load
     and allowed. Train the original checkpoint with ``quantization_bit: 4`` (QLoRA), or use ZeRO-2.
 

@@ -51,7 +51,7 @@ class FP16AndBF16(Rule):
     """``fp16`` and ``bf16`` are both on (or ``fp16_full_eval`` and ``bf16_full_eval``).
 
     transformers refuses the run at start-up: ``At most one of fp16 and bf16 can be True, but not both``
-    (``TrainingArguments.__post_init__``; llamafactory_checks.md #129). Keep ``bf16`` on Ampere or newer GPUs and
+    (``TrainingArguments.__post_init__``). Keep ``bf16`` on Ampere or newer GPUs and
     ``fp16`` on older ones (V100, T4). With ``--hw`` the linter offers to remove the one the GPU cannot use.
 
     Bad:
@@ -101,10 +101,10 @@ class BF16Unsupported(Rule):
 
     V100, T4 and RTX 20xx have no bf16 or TF32 units. transformers refuses ``tf32: true`` there ("--tf32 requires
     Ampere or a newer GPU arch"), and ``bf16: true`` with "Your setup doesn't support bf16/gpu. You need Ampere+
-    GPU" (llamafactory_checks.md #130, #137); LLaMA-Factory refuses ``pure_bf16`` ("This device does not support
+    GPU"; LLaMA-Factory refuses ``pure_bf16`` ("This device does not support
     `pure_bf16`", #86). Recent PyTorch releases report bf16 as supported through emulation, in which case the run
     starts but is several times slower. Every LLaMA-Factory example ships ``bf16: true``, so this is often the
-    first error on a V100 or a Colab T4 (lf_user_pain.md #2; hiyouga/LlamaFactory#9025, #462). The fix switches
+    first error on a V100 or a Colab T4 (hiyouga/LlamaFactory#9025, #462). The fix switches
     to ``fp16``; models trained in bf16 can overflow in fp16 (PREC005).
 
     Bad:
@@ -184,7 +184,7 @@ class PureBF16ZeRO3(Rule):
     """``pure_bf16`` under DeepSpeed ZeRO-3.
 
     LLaMA-Factory refuses the combination at start-up: "`pure_bf16` is incompatible with DeepSpeed ZeRO-3"
-    (``get_train_args``; llamafactory_checks.md #87). ZeRO-3 already shards the fp32 master weights and optimizer
+    (``get_train_args``). ZeRO-3 already shards the fp32 master weights and optimizer
     states across GPUs; use ``bf16: true`` for mixed precision with it.
 
     Bad:
@@ -286,8 +286,8 @@ class FP16OnBF16Model(Rule):
     """``fp16`` on a model whose checkpoint is stored in bfloat16.
 
     Models trained in bf16 (Qwen2 and later, Llama 3, GLM-4, Gemma, Baichuan2, …) have activations beyond fp16's
-    range; fine-tuning them in fp16 gives ``train_loss: 0.0`` or ``grad_norm: nan`` (lf_user_pain.md #3;
-    hiyouga/LlamaFactory#4278, #950, #7263; QwenLM/Qwen3#670: "finetune it in bf16 or fp32"). Use ``bf16`` on
+    range; fine-tuning them in fp16 gives ``train_loss: 0.0`` or ``grad_norm: nan`` (hiyouga/LlamaFactory#4278, #950,
+    #7263; QwenLM/Qwen3#670: "finetune it in bf16 or fp32"). Use ``bf16`` on
     Ampere or newer GPUs. On a GPU without bf16 LLaMA-Factory loads the model in fp16 even without ``fp16``
     (``infer_optim_dtype``); only the trained parameters are upcast to fp32, so full fine-tuning without ``fp16``
     avoids most of the overflow and LoRA does not.

@@ -36,7 +36,7 @@ class QuantizationNeedsAdapter(Rule):
 
     Quantized weights cannot be trained directly; QLoRA trains a LoRA (or OFT) adapter on top of them.
     ``_verify_model_args`` (``parser.py``) raises "Quantization is only compatible with the LoRA or OFT method."
-    for every command (llamafactory_checks.md #98).
+    for every command.
 
     Bad:
 
@@ -72,8 +72,7 @@ class QuantizedPissa(Rule):
     """``pissa_init`` on a quantized model.
 
     PiSSA rewrites the base weights from their SVD, which quantized weights do not allow in place.
-    ``_verify_model_args`` raises "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."
-    (llamafactory_checks.md #99).
+    ``_verify_model_args`` raises "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.".
 
     Bad:
 
@@ -110,7 +109,7 @@ class QuantizedResizeVocab(Rule):
     """``resize_vocab`` on a quantized model.
 
     Quantized embedding matrices cannot be resized. ``_verify_model_args`` raises "Cannot resize embedding layers
-    of a quantized model." (llamafactory_checks.md #100).
+    of a quantized model.".
 
     Bad:
 
@@ -144,8 +143,8 @@ class QuantizedResizeVocab(Rule):
 class QuantizedNewAdapter(Rule):
     """``create_new_adapter`` over an existing adapter on a quantized model.
 
-    ``_verify_model_args`` raises "Cannot create new adapter upon a quantized model." (llamafactory_checks.md
-    #101): the existing adapter would have to be merged into quantized weights first.
+    ``_verify_model_args`` raises "Cannot create new adapter upon a quantized model.": the existing adapter would
+    have to be merged into quantized weights first.
 
     Bad:
 
@@ -183,8 +182,7 @@ class QuantizedSingleAdapter(Rule):
     """Several adapters on a quantized model.
 
     Stacked adapters are merged into the base weights, which quantized weights do not allow.
-    ``_verify_model_args`` raises "Quantized model only accepts a single adapter. Merge them first."
-    (llamafactory_checks.md #102).
+    ``_verify_model_args`` raises "Quantized model only accepts a single adapter. Merge them first.".
 
     Bad:
 
@@ -223,7 +221,7 @@ class FP8WithQuantization(Rule):
 
     FP8 training casts the model's matmuls to FP8, which has no meaning for bitsandbytes weights.
     ``get_train_args`` raises "FP8 training is not compatible with quantization. Please disable one of them."
-    (llamafactory_checks.md #93; not under ``USE_MCA``/``USE_MEGATRON_BRIDGE``).
+    (not under ``USE_MCA``/``USE_MEGATRON_BRIDGE``).
 
     Bad:
 
@@ -260,8 +258,7 @@ class DeviceMapAutoTraining(Rule):
     """``quantization_device_map: auto`` in a training run.
 
     ``auto`` spreads a quantized model over several devices for inference; the trainer needs the whole model on
-    its own device. ``get_train_args`` raises "Cannot use device map for quantized models in training."
-    (llamafactory_checks.md #84).
+    its own device. ``get_train_args`` raises "Cannot use device map for quantized models in training.".
 
     Bad:
 
@@ -343,7 +340,7 @@ class QuantizationBits(Rule):
 
     bitsandbytes (the default method) quantizes to 4 or 8 bits, HQQ to 1-6 or 8, EETQ to 8 only.
     ``configure_quantization`` raises e.g. "Bitsandbytes only accepts 4-bit or 8-bit quantization." when the
-    model is loaded (``model/model_utils/quantization.py``; llamafactory_checks.md #155, #157-158). For 2- or 3-bit
+    model is loaded (``model/model_utils/quantization.py``). For 2- or 3-bit
     QLoRA use ``quantization_method: hqq``.
 
     Bad:
@@ -391,8 +388,7 @@ class ShardedQuantization(Rule):
     With DeepSpeed ZeRO-3 or FSDP (and with ``quantization_device_map: auto``) the model is not placed on one
     device, which only 4-bit bitsandbytes supports (FSDP-QLoRA). ``configure_quantization`` raises "Only 4-bit
     quantized model can use fsdp+qlora or auto device map." / "HQQ quantization is incompatible with DeepSpeed
-    ZeRO-3 or FSDP." / "EETQ quantization is incompatible with DeepSpeed ZeRO-3 or FSDP."
-    (llamafactory_checks.md #156-158).
+    ZeRO-3 or FSDP." / "EETQ quantization is incompatible with DeepSpeed ZeRO-3 or FSDP.".
 
     Bad:
 
@@ -499,8 +495,7 @@ class ExportQuantizationBits(Rule):
     """``export_quantization_bit`` other than 2, 3, 4 or 8.
 
     Export quantization uses GPTQ (GPTQModel), which supports these widths only; ``configure_quantization``
-    raises "AutoGPTQ only accepts 2/3/4/8-bit quantization." when the model is loaded (llamafactory_checks.md
-    #159).
+    raises "AutoGPTQ only accepts 2/3/4/8-bit quantization." when the model is loaded.
 
     Bad:
 
@@ -549,7 +544,7 @@ class PTQModelTraining(Rule):
 
     A checkpoint whose ``config.json`` has a ``quantization_config`` is loaded quantized. ``init_adapter``
     (``model/adapter.py``) then raises "Quantized models can only be used for the LoRA or OFT tuning." /
-    "Cannot initialize PiSSA adapter on quantized models." (llamafactory_checks.md #163), and DoRA "is not
+    "Cannot initialize PiSSA adapter on quantized models.", and DoRA "is not
     compatible with PTQ-quantized models." (#160). ``mxfp4`` and ``fp8`` checkpoints are dequantized on load and
     are exempt. Needs the model's config.
 

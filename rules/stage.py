@@ -27,7 +27,7 @@ class PPONeedsRewardModel(Rule):
 
     PPO scores every generated response with a reward model; without one there is nothing to optimise.
     ``FinetuningArguments.__post_init__`` (``finetuning_args.py``) raises "`reward_model` is necessary for PPO
-    training." for every command (llamafactory_checks.md #46).
+    training." for every command.
 
     Bad:
 
@@ -66,7 +66,7 @@ class PPORewardModelType(Rule):
 
     A LoRA reward model is loaded as a second adapter on the policy model, which only exists when the policy
     itself is trained with LoRA. ``finetuning_args.py`` raises "`reward_model_type` cannot be lora for
-    Freeze/Full PPO training." (llamafactory_checks.md #47).
+    Freeze/Full PPO training.".
 
     Bad:
 
@@ -150,7 +150,7 @@ class DPOLabelSmoothing(Rule):
     """``dpo_label_smoothing`` with a ``pref_loss`` other than ``sigmoid``.
 
     Label smoothing (conservative DPO) is defined for the sigmoid loss only. ``finetuning_args.py`` raises
-    "`dpo_label_smoothing` is only valid for sigmoid loss function." (llamafactory_checks.md #49).
+    "`dpo_label_smoothing` is only valid for sigmoid loss function.".
 
     Bad:
 
@@ -194,7 +194,7 @@ class SFTOnlyOptions(Rule):
 
     These options shape supervised examples (prompt masking, packing with attention masks) or generate
     predictions, which only the SFT workflow does. ``get_train_args`` (``parser.py``) raises "`X` cannot be set as
-    True except SFT." (llamafactory_checks.md #65-67). For ``stage: pt``, packing is already on by default.
+    True except SFT.". For ``stage: pt``, packing is already on by default.
 
     Bad:
 
@@ -240,7 +240,7 @@ class SFTPredictNeedsGenerate(Rule):
     """SFT with ``do_predict: true`` but without ``predict_with_generate``.
 
     Predictions are written by generating text; ``get_train_args`` raises "Please enable `predict_with_generate`
-    to save model predictions." (llamafactory_checks.md #68).
+    to save model predictions.".
 
     Bad:
 
@@ -287,8 +287,7 @@ class LoadBestModelRmPpo(Rule):
     """``load_best_model_at_end`` with ``stage: rm`` or ``stage: ppo``.
 
     The RM and PPO trainers save value heads next to the model, which the "best checkpoint" reload does not
-    restore. ``get_train_args`` raises "RM and PPO stages do not support `load_best_model_at_end`."
-    (llamafactory_checks.md #71).
+    restore. ``get_train_args`` raises "RM and PPO stages do not support `load_best_model_at_end`.".
 
     Bad:
 
@@ -327,7 +326,7 @@ class PPONeedsDoTrain(Rule):
     """``stage: ppo`` without ``do_train: true``.
 
     The PPO workflow only trains; ``get_train_args`` raises "PPO training does not support evaluation, use the SFT
-    stage to evaluate models." (llamafactory_checks.md #72).
+    stage to evaluate models.".
 
     Bad:
 
@@ -371,7 +370,7 @@ class PPOShiftAttn(Rule):
     """``shift_attn`` (S²-Attn) with ``stage: ppo``.
 
     PPO generates with the policy model, which shifted short attention does not support. ``get_train_args``
-    raises "PPO training is incompatible with S^2-Attn." (llamafactory_checks.md #73).
+    raises "PPO training is incompatible with S^2-Attn.".
 
     Bad:
 
@@ -408,8 +407,7 @@ class PPOLoraRewardBackend(Rule):
     """PPO with a LoRA reward model on KTransformers (``use_kt``) or Unsloth (``use_unsloth``).
 
     A LoRA reward model is attached as a second adapter, which neither backend supports. ``get_train_args``
-    raises "KTransformers does not support lora reward model." / "Unsloth does not support lora reward model."
-    (llamafactory_checks.md #74-75).
+    raises "KTransformers does not support lora reward model." / "Unsloth does not support lora reward model.".
 
     Bad:
 
@@ -452,7 +450,7 @@ class PPOReportTo(Rule):
     """PPO logging to a tracker other than wandb, TensorBoard or Trackio.
 
     The PPO trainer drives its own loop and only knows those loggers. ``get_train_args`` raises "PPO only accepts
-    wandb, tensorboard, or trackio logger." (llamafactory_checks.md #76). In transformers 4 an unset ``report_to``
+    wandb, tensorboard, or trackio logger.". In transformers 4 an unset ``report_to``
     means every tracker installed in the environment (#142), so a PPO run fails as soon as, say, mlflow or swanlab
     is installed; that case is a warning, since the linter cannot see the environment.
 
@@ -516,7 +514,7 @@ class PPOEvalData(Rule):
     """PPO with an evaluation set (``eval_dataset`` or ``val_size``).
 
     The PPO trainer has no evaluation loop: ``CustomPPOTrainer`` raises "PPOTrainer does not support eval dataset
-    yet." (``train/ppo/trainer.py``; llamafactory_checks.md #166) after the policy, reference and reward models
+    yet." (``train/ppo/trainer.py``) after the policy, reference and reward models
     have been loaded.
 
     Bad:
@@ -559,7 +557,7 @@ class PPOResume(Rule):
     """LoRA PPO with ``resume_from_checkpoint``.
 
     ``CustomPPOTrainer.ppo_train`` raises "`resume_from_checkpoint` will be supported in the future version."
-    (``train/ppo/trainer.py``; llamafactory_checks.md #166). For freeze/full PPO LLaMA-Factory drops the
+    (``train/ppo/trainer.py``). For freeze/full PPO LLaMA-Factory drops the
     setting instead (LF rule).
 
     Bad:
@@ -598,7 +596,7 @@ class PredictWithGenerateZero3(Rule):
     """``predict_with_generate`` under DeepSpeed ZeRO-3.
 
     Generation with parameters sharded by ZeRO-3 is not supported by the SFT trainer; ``get_train_args`` raises
-    "`predict_with_generate` is incompatible with DeepSpeed ZeRO-3." (llamafactory_checks.md #82).
+    "`predict_with_generate` is incompatible with DeepSpeed ZeRO-3.".
 
     Bad:
 
@@ -640,7 +638,7 @@ class PredictWithGenerateAccuracy(Rule):
     """``predict_with_generate`` together with ``compute_accuracy``.
 
     Accuracy is computed from logits, which generation does not return. ``get_train_args`` raises "Cannot use
-    `predict_with_generate` and `compute_accuracy` together." (llamafactory_checks.md #83).
+    `predict_with_generate` and `compute_accuracy` together.".
 
     Bad:
 

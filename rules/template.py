@@ -182,7 +182,8 @@ def _family(name: str) -> str:
 
 
 def same_family(a: str, b: str) -> bool:
-    """``llama2``/``llama3``, ``qwen``/``qwen2_vl``, ``deepseek``/``deepseekr1`` share a family; ``qwen``/``llama3`` don't."""
+    """``llama2``/``llama3``, ``qwen``/``qwen2_vl``, ``deepseek``/``deepseekr1`` share a family; ``qwen``/``llama3``
+    don't."""
     fa, fb = _family(a), _family(b)
     return fa.startswith(fb) or fb.startswith(fa)
 
@@ -204,8 +205,8 @@ def _uses_template(ctx: Context) -> bool:
 class UnknownTemplate(Rule):
     """``template`` is not a template LLaMA-Factory registers.
 
-    LLaMA-Factory stops when it builds the dataset: "Template X does not exist." (``data/template.py``;
-    llamafactory_checks.md #143), after the model and tokenizer have loaded. Template names are lower case with
+    LLaMA-Factory stops when it builds the dataset: "Template X does not exist." (``data/template.py``), after the
+    model and tokenizer have loaded. Template names are lower case with
     underscores (``llama3``, ``qwen3_nothink``, ``qwen2_vl``); model versions such as Qwen2.5 use the family's
     template (``qwen``). Case and separator slips are fixed safely.
 
@@ -268,9 +269,9 @@ class MissingTemplate(Rule):
 
     Without ``template`` the command line never picks one from the model name: LLaMA-Factory parses the tokenizer's
     own ``chat_template`` if there is one, otherwise it uses the ``empty`` template, and only logs a warning
-    (``data/template.py``; llamafactory_checks.md #144). Base checkpoints usually have no chat template, so the
+    (``data/template.py``). Base checkpoints usually have no chat template, so the
     prompts and answers are concatenated without any separator. Name the template, and use the same one for
-    inference (lf_user_pain.md #4).
+    inference.
 
     Bad:
 
@@ -332,7 +333,7 @@ class TrainOnPromptEfficientEos(Rule):
     Templates with ``efficient_eos`` (``glm4``, ``chatglm3``, ``gemma2``, ``falcon``, ``yi_vl``, ``gpt_oss``, …)
     put the end-of-turn token at the start of the next turn, so the prompt cannot be part of the loss.
     LLaMA-Factory stops while building the dataset: "Current template does not support `train_on_prompt`."
-    (``data/template.py``; llamafactory_checks.md #145).
+    (``data/template.py``).
 
     Bad:
 
@@ -378,7 +379,7 @@ class ReasoningTemplateOnInstruct(Rule):
     Reasoning templates add ``<think>…</think>`` blocks to every answer, empty ones where the data has none. For a
     model without a thinking mode (Qwen3-Instruct-2507, Qwen3-VL-Instruct, Qwen3-Next-Instruct) that teaches it to
     emit empty think tags. Use the ``_nothink`` variant; ``enable_thinking: false`` still inserts empty think tags
-    into the prompt (lf_user_pain.md #5; hiyouga/LlamaFactory#9392, #8832, #10277; ``data/template.py``, #146).
+    into the prompt (hiyouga/LlamaFactory#9392, #8832, #10277; ``data/template.py``, #146).
 
     Bad:
 
