@@ -107,7 +107,8 @@ def set_and_positive(ctx: Context, key: str, eps: float = 1e-6) -> bool:
 
 
 def val_size(ctx: Context) -> float:
-    return float(ctx.number("val_size", 0.0) or 0.0)
+    v = ctx.number("val_size", 0.0) or 0.0
+    return v if isinstance(v, float) else float(max(-(2**53), min(v, 2**53)))  # huge ints stay huge, not crash
 
 
 def adapters(ctx: Context) -> list[str] | None:

@@ -25,7 +25,7 @@ class ValSizeNeedsDataset(Rule):
     """``val_size`` without a ``dataset`` to split it from.
 
     ``val_size`` carves the evaluation set out of the training data. ``DataArguments.__post_init__`` raises
-    "Cannot specify `val_size` if `dataset` is None." (``data_args.py``; llamafactory_checks.md #32).
+    "Cannot specify `val_size` if `dataset` is None." (``data_args.py``).
 
     Bad:
 
@@ -61,8 +61,7 @@ class ValSizeWithEvalDataset(Rule):
     """Both ``val_size`` and ``eval_dataset``.
 
     The evaluation set comes either from a split of ``dataset`` or from ``eval_dataset``, not both.
-    ``DataArguments.__post_init__`` raises "Cannot specify `val_size` if `eval_dataset` is not None."
-    (llamafactory_checks.md #33).
+    ``DataArguments.__post_init__`` raises "Cannot specify `val_size` if `eval_dataset` is not None.".
 
     Bad:
 
@@ -101,7 +100,7 @@ class InterleaveProbsWithConcat(Rule):
     """``interleave_probs`` with ``mix_strategy: concat`` (the default).
 
     Sampling probabilities only mean something when datasets are interleaved. ``DataArguments.__post_init__``
-    raises "`interleave_probs` is only valid for interleaved mixing." (llamafactory_checks.md #34).
+    raises "`interleave_probs` is only valid for interleaved mixing.".
 
     Bad:
 
@@ -145,7 +144,7 @@ class InterleaveProbsShape(Rule):
 
     LLaMA-Factory converts every entry with ``float()`` and requires one probability per dataset, for
     ``dataset`` and for ``eval_dataset`` alike: "The length of dataset and interleave probs should be identical."
-    (``data_args.py``; llamafactory_checks.md #35-36). The probabilities then go to ``datasets.interleave_datasets``,
+    (``data_args.py``). The probabilities then go to ``datasets.interleave_datasets``,
     whose sampler (numpy) rejects probabilities that do not add up to 1 when the data is loaded.
 
     Bad:
@@ -211,8 +210,7 @@ class StreamingValSize(Rule):
     """``streaming: true`` with a fractional ``val_size``.
 
     A streamed dataset has no known length, so the evaluation split must be a number of samples.
-    ``DataArguments.__post_init__`` raises "Streaming mode should have an integer val size."
-    (llamafactory_checks.md #37).
+    ``DataArguments.__post_init__`` raises "Streaming mode should have an integer val size.".
 
     Bad:
 
@@ -252,8 +250,8 @@ class StreamingValSize(Rule):
 class StreamingMaxSamples(Rule):
     """``streaming: true`` with ``max_samples``.
 
-    ``DataArguments.__post_init__`` raises "`max_samples` is incompatible with `streaming`."
-    (llamafactory_checks.md #38). With streaming, ``max_steps`` bounds how much data is read.
+    ``DataArguments.__post_init__`` raises "`max_samples` is incompatible with `streaming`.". With streaming,
+    ``max_steps`` bounds how much data is read.
 
     Bad:
 
@@ -293,8 +291,7 @@ class StreamingNeedsMaxSteps(Rule):
     """``streaming: true`` without ``max_steps``.
 
     A streamed dataset has no length, so the trainer cannot derive the number of steps from epochs.
-    ``get_train_args`` raises "Please specify `max_steps` in streaming mode." (``parser.py``;
-    llamafactory_checks.md #79).
+    ``get_train_args`` raises "Please specify `max_steps` in streaming mode." (``parser.py``).
 
     Bad:
 
@@ -331,7 +328,7 @@ class MaskHistoryTrainOnPrompt(Rule):
     """``mask_history`` together with ``train_on_prompt``.
 
     One masks earlier turns out of the loss, the other puts prompts into it; ``DataArguments.__post_init__``
-    raises "`mask_history` is incompatible with `train_on_prompt`." (llamafactory_checks.md #39).
+    raises "`mask_history` is incompatible with `train_on_prompt`.".
 
     Bad:
 
@@ -367,7 +364,7 @@ class MaskHistoryTrainOnPrompt(Rule):
 class TrainNeedsDataset(Rule):
     """``do_train: true`` without ``dataset``.
 
-    ``get_train_args`` raises "Please specify dataset for training." (llamafactory_checks.md #80).
+    ``get_train_args`` raises "Please specify dataset for training.".
 
     Bad:
 
@@ -405,7 +402,7 @@ class EvalNeedsData(Rule):
 
     ``do_eval``, ``do_predict`` and ``predict_with_generate`` need ``eval_dataset`` or a ``val_size`` split.
     transformers also turns ``do_eval`` on by itself whenever ``eval_strategy`` is not ``no``. ``get_train_args``
-    raises "Please make sure eval_dataset be provided or val_size >1e-6" (llamafactory_checks.md #81).
+    raises "Please make sure eval_dataset be provided or val_size >1e-6".
 
     Bad:
 

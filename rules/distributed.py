@@ -8,12 +8,13 @@ and accelerate's ``DeepSpeedPlugin``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from tuner.config.deepspeed import DeepSpeedConfig
 from tuner.config.context import Context
-from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity
+from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity, SkipRule
 
 #: ``"auto"`` values transformers' Trainer fills from TrainingArguments or the model's hidden size.
 FILLED_BY_TRAINER = frozenset({
@@ -78,7 +79,13 @@ def _env_enabled(ctx: Context, name: str) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 class ZeroStage(Rule):
@@ -440,10 +447,16 @@ class DeepSpeedNeedsTorchrun(Rule):
     """``deepspeed`` on a single GPU without ``FORCE_TORCHRUN=1``.
 
     ``llamafactory-cli train`` launches torchrun only when it sees more than one GPU or ``FORCE_TORCHRUN=1``
-    (``launcher.py``). On one GPU the run starts as a plain process and LLaMA-Factory stops: "Please use
-    `FORCE_TORCHRUN=1` to launch DeepSpeed training." (``get_train_args``; llamafactory_checks.md #78;
-    lf_user_pain.md #7, hiyouga/LlamaFactory#6268). Launch with ``FORCE_TORCHRUN=1 llamafactory-cli train …``, or drop
-    ``deepspeed`` on a single GPU. The rule reads the GPU count from ``--gpus`` or ``CUDA_VISIBLE_DEVICES``.
+    (LLaMA-Factory v0.9.3 ``src/llamafactory/cli.py`` ``main``, v0.9.5 ``src/llamafactory/launcher.py``
+    ``launch``). On one GPU the run starts as a plain process and LLaMA-Factory stops: "Please use
+    `FORCE_TORCHRUN=1` to launch DeepSpeed training." (``hparams/parser.py`` ``get_train_args``, v0.8.3-v0.9.5;
+    hiyouga/LlamaFactory#6268). Launch with ``FORCE_TORCHRUN=1 llamafactory-cli train …``, or drop ``deepspeed``
+    on a single GPU.
+
+    The finding depends on the number of GPUs the run sees, which the YAML does not say: the rule reads it from
+    ``--gpus`` (or ``CUDA_VISIBLE_DEVICES``) and is skipped when it is unknown. It stays silent for several
+    GPUs, several nodes (``--nnodes``), ``FORCE_TORCHRUN``/``USE_MCA``/``USE_MEGATRON_BRIDGE`` (torchrun forced)
+    and ``USE_RAY`` (Ray starts the distributed workers itself).
 
     Bad:
 
@@ -473,25 +486,19 @@ class DeepSpeedNeedsTorchrun(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         if _ds(ctx) is None or ctx.options.nodes > 1:
             return
-        if any(_env_enabled(ctx, v) for v in ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE")):
+        if any(_env_enabled(ctx, v) for v in ("FORCE_TORCHRUN", "USE_MCA", "USE_MEGATRON_BRIDGE", "USE_RAY")):
             return
         gpus = ctx.gpus
-        if gpus is not None and gpus > 1:
+        if gpus is None:
+            raise SkipRule("GPU count unknown: pass --gpus N to check how llamafactory-cli launches DeepSpeed")
+        if gpus > 1:
             return
-        hint = "launch with `FORCE_TORCHRUN=1 llamafactory-cli train …` (or remove `deepspeed` on a single GPU)"
-        if gpus == 1:
-            message = (
-                "`deepspeed` on 1 GPU: llamafactory-cli does not use torchrun there, and LLaMA-Factory stops "
-                '("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.")'
-            )
-        else:
-            message = (
-                "`deepspeed` needs a torchrun launch: on a single GPU llamafactory-cli starts a plain process and "
-                'LLaMA-Factory stops ("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training."); '
-                "FORCE_TORCHRUN is not set and the GPU count is unknown"
-            )
-            hint += "; pass --gpus N to check for the actual launch"
-        yield Finding(key="deepspeed", message=message, hint=hint)
+        yield Finding(
+            key="deepspeed",
+            message="`deepspeed` on 1 GPU: llamafactory-cli does not use torchrun there, and LLaMA-Factory stops "
+            '("Please use `FORCE_TORCHRUN=1` to launch DeepSpeed training.")',
+            hint="launch with `FORCE_TORCHRUN=1 llamafactory-cli train …` (or remove `deepspeed` on a single GPU)",
+        )
 
 
 class ShardedPrequantized(Rule):
@@ -499,7 +506,7 @@ class ShardedPrequantized(Rule):
 
     A checkpoint whose ``config.json`` has a ``quantization_config`` stores packed integer weights that ZeRO-3 and
     FSDP cannot shard. LLaMA-Factory stops while loading: "DeepSpeed ZeRO-3 or FSDP is incompatible with
-    PTQ-quantized models." (``model_utils/quantization.py``; llamafactory_checks.md #153; lf_user_pain.md #6,
+    PTQ-quantized models." (``model_utils/quantization.py``,
     hiyouga/LlamaFactory#6898, deepspeedai/DeepSpeed#7096). MXFP4 and FP8 checkpoints are dequantized on load
     and allowed. Train the original checkpoint with ``quantization_bit: 4`` (QLoRA), or use ZeRO-2.
 

@@ -37,7 +37,7 @@ class RefRewardQuantizationBits(Rule):
 
     The reference and reward models are quantized with bitsandbytes, which has 4- and 8-bit modes only.
     ``FinetuningArguments.__post_init__`` asserts "We only accept 4-bit or 8-bit quantization."
-    (``finetuning_args.py``; llamafactory_checks.md #43-44).
+    (``finetuning_args.py``).
 
     Bad:
 
@@ -74,8 +74,7 @@ class RefRewardQuantizationBits(Rule):
 class HyperParallelCpSize(Rule):
     """``hyper_parallel_cp_size`` is zero or negative.
 
-    ``FinetuningArguments.__post_init__`` asserts "`hyper_parallel_cp_size` must be greater than 0."
-    (llamafactory_checks.md #45).
+    ``FinetuningArguments.__post_init__`` asserts "`hyper_parallel_cp_size` must be greater than 0.".
 
     Bad:
 
@@ -113,7 +112,7 @@ class LlamaProWithFull(Rule):
     """``use_llama_pro`` with ``finetuning_type: full``.
 
     LLaMA Pro trains only the expanded blocks, which needs freeze or LoRA tuning. ``finetuning_args.py`` raises
-    "`use_llama_pro` is only valid for Freeze or LoRA training." (llamafactory_checks.md #50).
+    "`use_llama_pro` is only valid for Freeze or LoRA training.".
 
     Bad:
 
@@ -150,8 +149,8 @@ class LoraWithOptimizerMethods(Rule):
     """LoRA together with GaLore, APOLLO or BAdam.
 
     GaLore, APOLLO and BAdam are memory-efficient ways to train *all* weights; they replace LoRA rather than
-    combine with it. ``finetuning_args.py`` raises "Cannot use LoRA with GaLore, APOLLO or BAdam together."
-    (llamafactory_checks.md #51). ``finetuning_type`` defaults to ``lora``, so a GaLore config that forgets
+    combine with it. ``finetuning_args.py`` raises "Cannot use LoRA with GaLore, APOLLO or BAdam together.".
+    ``finetuning_type`` defaults to ``lora``, so a GaLore config that forgets
     ``finetuning_type: full`` hits this.
 
     Bad:
@@ -197,8 +196,7 @@ class LoraWithOptimizerMethods(Rule):
 class OneOptimizerMethod(Rule):
     """More than one of ``use_galore``, ``use_apollo`` and ``use_badam``.
 
-    Each replaces the optimizer; ``finetuning_args.py`` raises "Cannot use GaLore, APOLLO or BAdam together."
-    (llamafactory_checks.md #52).
+    Each replaces the optimizer; ``finetuning_args.py`` raises "Cannot use GaLore, APOLLO or BAdam together.".
 
     Bad:
 
@@ -236,7 +234,7 @@ class PissaStage(Rule):
 
     These stages use the initial model as the reference (the adapter disabled). PiSSA changes the base weights
     when it initialises the adapter, so the reference would no longer be the original model.
-    ``finetuning_args.py`` raises "Cannot use PiSSA for current training stage." (llamafactory_checks.md #53).
+    ``finetuning_args.py`` raises "Cannot use PiSSA for current training stage.".
 
     Bad:
 
@@ -278,8 +276,7 @@ class PissaStage(Rule):
 class LoraOnlyOptions(Rule):
     """``loraplus_lr_ratio``, ``use_rslora``, ``use_dora`` or ``pissa_init`` without ``finetuning_type: lora``.
 
-    These options configure LoRA adapters. ``finetuning_args.py`` raises "`X` is only valid for LoRA training."
-    (llamafactory_checks.md #54-57).
+    These options configure LoRA adapters. ``finetuning_args.py`` raises "`X` is only valid for LoRA training.".
 
     Bad:
 
@@ -321,7 +318,7 @@ class AdapterNeedsLora(Rule):
     """``adapter_name_or_path`` without ``finetuning_type: lora``.
 
     Adapters are loaded with PEFT as LoRA weights; ``_verify_model_args`` (``parser.py``) raises "Adapter is only
-    valid for the LoRA method." for train, chat, export and eval alike (llamafactory_checks.md #97). To fully
+    valid for the LoRA method." for train, chat, export and eval alike. To fully
     fine-tune a LoRA result, merge it first (``llamafactory-cli export``).
 
     Bad:
@@ -361,7 +358,7 @@ class SingleAdapterBackends(Rule):
     Stacked adapters are merged into the base weights before training, which sharded (ZeRO-3), Unsloth and
     KTransformers models cannot do. ``_setup_lora_tuning`` (``model/adapter.py``) asserts "Cannot use multiple
     adapters in DeepSpeed ZeRO-3." / "Unsloth model only accepts a single adapter." once the model is loaded
-    (``model_args.py`` refuses several adapters with ``use_kt`` before that, llamafactory_checks.md #27).
+    (``model_args.py`` refuses several adapters with ``use_kt`` before that).
 
     Bad:
 
@@ -408,7 +405,7 @@ class LayerwiseDistributed(Rule):
 
     Layer-wise optimizers step inside backward hooks, one parameter at a time, which DDP's gradient
     synchronisation does not support. ``get_train_args`` raises "Distributed training does not support
-    layer-wise GaLore." / "… APOLLO." (llamafactory_checks.md #88-89). Checked when the GPU count is known
+    layer-wise GaLore." / "… APOLLO.". Checked when the GPU count is known
     (``--gpus``, ``CUDA_VISIBLE_DEVICES``) or DeepSpeed/``FORCE_TORCHRUN`` implies torchrun.
 
     Bad:
@@ -462,7 +459,7 @@ class BAdamDistributed(Rule):
     """Distributed BAdam that is ratio-based, or layer-wise without DeepSpeed ZeRO-3.
 
     ``get_train_args`` raises "Radio-based BAdam does not yet support distributed training, use layer-wise
-    BAdam." and "Layer-wise BAdam only supports DeepSpeed ZeRO-3 training." (llamafactory_checks.md #90-91).
+    BAdam." and "Layer-wise BAdam only supports DeepSpeed ZeRO-3 training.".
     Checked when the run is known to be distributed.
 
     Bad:
@@ -515,7 +512,7 @@ class GaloreApolloDeepSpeed(Rule):
     """GaLore or APOLLO with DeepSpeed.
 
     DeepSpeed wraps its own optimizer and cannot drive GaLore's or APOLLO's projected updates.
-    ``get_train_args`` raises "GaLore and APOLLO are incompatible with DeepSpeed yet." (llamafactory_checks.md #92).
+    ``get_train_args`` raises "GaLore and APOLLO are incompatible with DeepSpeed yet.".
 
     Bad:
 
@@ -560,8 +557,8 @@ class GaloreApolloOptim(Rule):
 
     LLaMA-Factory builds the GaLore optimizer from ``optim``: ``adamw_torch``, ``adamw_bnb_8bit``/``adamw_8bit``/
     ``paged_adamw_8bit`` or ``adafactor``; APOLLO accepts only ``adamw_torch``. Anything else raises
-    ``NotImplementedError: Unknown optim`` when the trainer creates the optimizer (``train/trainer_utils.py``;
-    llamafactory_checks.md #165). transformers' default ``optim`` is ``adamw_torch_fused`` with torch ≥ 2.8, so a
+    ``NotImplementedError: Unknown optim`` when the trainer creates the optimizer (``train/trainer_utils.py``).
+    transformers' default ``optim`` is ``adamw_torch_fused`` with torch ≥ 2.8, so a
     GaLore/APOLLO config that leaves ``optim`` unset fails on current PyTorch (a warning, since the torch version
     is not in the config).
 
@@ -629,7 +626,7 @@ class LayerwiseGradAccum(Rule):
 
     Layer-wise optimizers update each parameter as soon as its gradient is ready, so gradients cannot be
     accumulated. ``train/trainer_utils.py`` raises "Per-layer GaLore does not support gradient accumulation."
-    (or APOLLO) when it creates the optimizer (llamafactory_checks.md #165).
+    (or APOLLO) when it creates the optimizer.
 
     Bad:
 
@@ -689,8 +686,8 @@ class FreezeModules(Rule):
     Freeze tuning unfreezes ``freeze_trainable_layers`` layers (the last N; the first N when negative) and, in
     them, the direct children of a decoder layer named in ``freeze_trainable_modules`` (``self_attn``, ``mlp``,
     ``all``…); ``freeze_extra_modules`` adds model-level modules (``embed_tokens``, ``lm_head``…). A name that is
-    not found raises "Module X is not found, please choose from …" (``model/adapter.py``;
-    llamafactory_checks.md #162) after the model has loaded. ``freeze_trainable_layers: 0`` selects no layer, so
+    not found raises "Module X is not found, please choose from …" (``model/adapter.py``) after the model has loaded.
+    ``freeze_trainable_layers: 0`` selects no layer, so
     nothing is trained (the optimizer gets an empty parameter list), and LLaMA Pro divides the model into
     ``freeze_trainable_layers`` groups, which needs a positive number.
 
@@ -776,7 +773,7 @@ class LlamaProLayers(Rule):
 
     LLaMA Pro expands the model into ``freeze_trainable_layers`` equal groups and trains one block per group;
     ``model/adapter.py`` raises "`num_layers` N should be divisible by `num_layer_trainable` K." after the model has
-    loaded (llamafactory_checks.md #162). Needs the model's architecture.
+    loaded. Needs the model's architecture.
 
     Bad:
 
@@ -824,12 +821,63 @@ class LlamaProLayers(Rule):
         )
 
 
+class FreezeSelectsEveryLayer(Rule):
+    """``freeze_trainable_layers`` as large as the model's layer count: freeze tuning trains every layer.
+
+    ``_setup_freeze_tuning`` (LLaMA-Factory v0.8.3-v0.9.5 ``src/llamafactory/model/adapter.py``) trains the last N
+    decoder layers for a positive ``freeze_trainable_layers`` and the first N for a negative one, clamping N to
+    the layer count. With ``|N|`` equal to or above the count every decoder layer is trainable: the run has full
+    fine-tuning's gradient and optimizer-state memory (minus the embeddings and LM head), which is rarely what
+    ``finetuning_type: freeze`` was chosen for. Needs the model's layer count. LLaMA Pro reads the number
+    differently (FT015).
+
+    Bad:
+
+    ```yaml
+    # the model's config.json: {"num_hidden_layers": 32}
+    do_train: true
+    finetuning_type: freeze
+    freeze_trainable_layers: 32
+    ```
+
+    Good:
+
+    ```yaml
+    # the model's config.json: {"num_hidden_layers": 32}
+    do_train: true
+    finetuning_type: freeze
+    freeze_trainable_layers: 8
+    ```
+    """
+
+    code = "FT018"
+    name = "freeze-selects-every-layer"
+    severity = Severity.WARNING
+    needs = frozenset({Need.MODEL})
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if not ctx.is_training or ctx.finetuning_type != "freeze" or ctx.flag("use_llama_pro"):
+            return
+        k = int_value(ctx, "freeze_trainable_layers")
+        n = _num_layers(ctx.model)
+        if k is None or k == 0 or n is None or abs(k) < n:
+            return
+        which = "last" if k > 0 else "first"
+        yield Finding(
+            key="freeze_trainable_layers" if ctx.has("freeze_trainable_layers") else "finetuning_type",
+            message=f"`freeze_trainable_layers: {k}` selects the {which} {abs(k)} layers, and the model has {n}: "
+            "every decoder layer trains, with full fine-tuning's gradient and optimizer memory",
+            hint=f"train fewer layers (|N| < {n}, e.g. {'' if k > 0 else '-'}{max(1, n // 4)}), or use "
+            "`finetuning_type: full` if training everything is intended",
+        )
+
+
 class PissaZero3(Rule):
     """``pissa_init`` under DeepSpeed ZeRO-3.
 
     PiSSA initialises the adapter from an SVD of each full weight matrix, which ZeRO-3 has partitioned across
     GPUs. ``get_train_args`` raises "Please use scripts/pissa_init.py to initialize PiSSA in DeepSpeed ZeRO-3."
-    (``parser.py``; llamafactory_checks.md #85).
+    (``parser.py``).
 
     Bad:
 

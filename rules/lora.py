@@ -25,7 +25,13 @@ _METHOD_NAMES = {"lora": "LoRA", "oft": "OFT"}
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _intended(v: object) -> float | None:
@@ -56,7 +62,7 @@ class LoraAlphaRatio(Rule):
     ``use_rslora``). LLaMA-Factory sets ``lora_alpha = 2 * lora_rank`` when it is unset, and most recipes keep
     alpha between 1× and 4× the rank. Far outside that, the update is scaled up or down by an order of magnitude,
     which acts like a much larger or smaller learning rate: divergence, or a loss that barely moves. Users often
-    raise the rank and forget alpha (lf_user_pain.md #10; hiyouga/LlamaFactory#2465, #1504, #1181).
+    raise the rank and forget alpha (hiyouga/LlamaFactory#2465, #1504, #1181).
 
     Bad:
 
@@ -112,8 +118,8 @@ class LoraNonPositive(Rule):
     """``lora_rank`` or ``lora_alpha`` is zero or negative.
 
     LLaMA-Factory accepts ``lora_rank: 0`` and fails later when peft builds the adapter ("`r` should be a positive
-    integer"), after the model has been loaded. ``lora_alpha: 0`` is replaced by ``2 * lora_rank``
-    (llamafactory_checks.md #41), so it is harmless but misleading; a negative alpha flips the update's sign.
+    integer"), after the model has been loaded. ``lora_alpha: 0`` is replaced by ``2 * lora_rank``, so it is harmless
+    but misleading; a negative alpha flips the update's sign.
 
     Bad:
 
@@ -165,7 +171,7 @@ class LearningRateRange(Rule):
     """A learning rate far outside the usual range for the fine-tuning method (a heuristic).
 
     LoRA usually trains at 5e-5…5e-4 (LLaMA-Factory's LoRA examples use 1e-4); below ~1e-5 the loss barely
-    moves, above ~1e-3 it diverges (lf_user_pain.md #10; hiyouga/LlamaFactory#4225). Full and freeze tuning
+    moves, above ~1e-3 it diverges (hiyouga/LlamaFactory#4225). Full and freeze tuning
     change the pretrained weights directly and usually use 1e-5…5e-5; above 1e-4 they tend to forget what the
     model knew or diverge. Preference stages (DPO, KTO, PPO) use lower rates still and are not checked. This is a
     rule of thumb: a deliberate choice can be suppressed with ``# cfglint: disable=LORA003``.
@@ -197,8 +203,8 @@ class LearningRateRange(Rule):
         if not ctx.is_training:
             return
         lr = ctx.number("learning_rate")
-        if lr is None:
-            return
+        if not _is_number(lr):
+            return  # unset, or inf/nan: the key schema and the numeric-range rules report those
         where = "learning_rate" if ctx.has("learning_rate") else None
         if lr <= 0:
             yield Finding(
@@ -252,7 +258,7 @@ class NarrowLoraTarget(Rule):
 
     Older recipes adapt only the query and value projections. LLaMA-Factory's default, ``lora_target: all``, adapts
     every linear layer including the MLP, which learns noticeably better for the same rank at a small memory cost
-    (lf_user_pain.md #10; the configs in hiyouga/LlamaFactory#5593 and #747). This is a note, not an error.
+    (the configs in hiyouga/LlamaFactory#5593 and #747). This is a note, not an error.
 
     Bad:
 

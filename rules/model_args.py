@@ -41,7 +41,7 @@ class ModelNameRequired(Rule):
     """No ``model_name_or_path``.
 
     ``ModelArguments.__post_init__`` raises "Please provide `model_name_or_path`." for every command
-    (``model_args.py``; llamafactory_checks.md #5). A config that is always launched with the model as a
+    (``model_args.py``). A config that is always launched with the model as a
     command-line override (``llamafactory-cli train run.yaml model_name_or_path=...``) can suppress this rule.
 
     Bad:
@@ -83,7 +83,7 @@ class SpecialTokensConfig(Rule):
     """A ``new_special_tokens_config`` file that is missing or is not a ``{token: description}`` mapping.
 
     ``ModelArguments.__post_init__`` loads the file with OmegaConf and re-raises any error; a file that is not a
-    mapping raises "YAML config must be a dictionary mapping tokens to descriptions." (llamafactory_checks.md #7).
+    mapping raises "YAML config must be a dictionary mapping tokens to descriptions.".
     The path is resolved from the directory the run is launched in.
 
     Bad:
@@ -139,8 +139,8 @@ class SpecialTokensBoth(Rule):
     """Both ``new_special_tokens_config`` and ``add_special_tokens``.
 
     The config file wins: ``ModelArguments.__post_init__`` logs "Both 'new_special_tokens_config' and
-    'add_special_tokens' are set." and replaces ``add_special_tokens`` with the file's tokens
-    (llamafactory_checks.md #8), so tokens listed only in ``add_special_tokens`` are not added.
+    'add_special_tokens' are set." and replaces ``add_special_tokens`` with the file's tokens, so tokens listed only
+    in ``add_special_tokens`` are not added.
 
     Bad:
 
@@ -175,7 +175,7 @@ class PixelBounds(Rule):
     """``image_max_pixels`` below ``image_min_pixels`` (or the same for video).
 
     ``ProcessorArguments.__post_init__`` raises "`image_max_pixels` cannot be smaller than `image_min_pixels`."
-    (``model_args.py``; llamafactory_checks.md #10-11). The defaults are 768×768 / 32×32 for images and
+    (``model_args.py``). The defaults are 768×768 / 32×32 for images and
     256×256 / 16×16 for video frames, so lowering only the maximum below the default minimum trips this too.
 
     Bad:
@@ -213,7 +213,7 @@ class ExportQuantizationDataset(Rule):
     """``export_quantization_bit`` without ``export_quantization_dataset``.
 
     GPTQ calibrates on sample text; ``ExportArguments.__post_init__`` raises "Quantization dataset is necessary
-    for exporting." for every command (llamafactory_checks.md #12).
+    for exporting." for every command.
 
     Bad:
 
@@ -250,7 +250,7 @@ class KTCpuActivationNeedsKT(Rule):
     """``kt_cpu_activation`` without ``use_kt: true``.
 
     ``KTransformersArguments.__post_init__`` raises "`kt_cpu_activation` is only valid when `use_kt: true`."
-    (``model_args.py``; llamafactory_checks.md #15).
+    (``model_args.py``).
 
     Bad:
 
@@ -286,8 +286,7 @@ class KTCheckpointing(Rule):
     With ``use_kt``, LLaMA-Factory's ``disable_gradient_checkpointing`` is the only switch: KTransformers supplies
     its own checkpoint context. ``configure_kt_checkpointing`` (``model_args.py``) raises for
     ``gradient_checkpointing: true``, ``gradient_checkpointing_kwargs``, FSDP ``activation_checkpointing`` and
-    Unsloth's checkpointing, and ``kt_cpu_activation: recompute`` needs GPU checkpointing on
-    (llamafactory_checks.md #16, #20-23).
+    Unsloth's checkpointing, and ``kt_cpu_activation: recompute`` needs GPU checkpointing on.
 
     Bad:
 
@@ -373,7 +372,7 @@ class KTConfig(Rule):
     LLaMA-Factory fills ``kt_lora_rank``, ``kt_train_mode``, ``kt_weight_path`` and similar entries from its own
     arguments and refuses to have them overridden: "These `kt_config` values are derived from LLaMA-Factory
     arguments: […]". ``kt_config`` must be a mapping ("LLaMA-Factory `kt_config` must be a flat mapping.") and
-    ``kt_model_max_length`` a positive integer (``model_args.py``; llamafactory_checks.md #17-18, #26).
+    ``kt_model_max_length`` a positive integer (``model_args.py``).
 
     Bad:
 
@@ -437,7 +436,7 @@ class KTFinetuningType(Rule):
     KTransformers trains LoRA adapters or the full model: "KTransformers supports LoRA and full-parameter
     finetuning." (``model_args.py``), and ``model/adapter.py`` refuses OFT ("KTransformers only supports LoRA
     finetuning."). ``adapter_folder`` must stay inside the adapter directory ("`adapter_folder` must stay inside
-    the KT adapter directory."; llamafactory_checks.md #25, #28).
+    the KT adapter directory.").
 
     Bad:
 
@@ -487,7 +486,7 @@ class KTConfigWithoutKT(Rule):
     """Chat, export or eval with ``kt_config`` but without ``use_kt: true``.
 
     ``configure_kt_loading`` (``model_args.py``) raises "`kt_config` requires `use_kt: true`." and, with
-    ``use_kt``, "KTransformers inference requires `infer_backend: huggingface`." (llamafactory_checks.md #29-30).
+    ``use_kt``, "KTransformers inference requires `infer_backend: huggingface`.".
 
     Bad:
 
@@ -537,7 +536,7 @@ class KTSFTGenerate(Rule):
     """KTransformers SFT with ``predict_with_generate`` or ``compute_accuracy``.
 
     The SFT workflow raises "`predict_with_generate` is not supported in KTransformers SFT yet." / "`compute_accuracy`
-    is not supported in KTransformers SFT yet." (``train/sft/workflow.py``; llamafactory_checks.md #167) once the
+    is not supported in KTransformers SFT yet." (``train/sft/workflow.py``) once the
     model has loaded.
 
     Bad:
@@ -578,7 +577,7 @@ class InferBackendHF(Rule):
     """``infer_backend: vllm`` or ``sglang`` for training or ``llamafactory-cli eval``.
 
     vLLM and SGLang serve chat, API and web UI only. ``get_train_args`` and ``get_eval_args`` raise "vLLM/SGLang
-    backend is only available for API, CLI and Web." (``parser.py``; llamafactory_checks.md #94, #127).
+    backend is only available for API, CLI and Web." (``parser.py``).
 
     Bad:
 
@@ -619,7 +618,7 @@ class Zero3Backends(Rule):
 
     Both replace the model's modules with kernels that ZeRO-3's parameter partitioning cannot shard.
     ``get_train_args`` raises "Unsloth is incompatible with DeepSpeed ZeRO-3." / "KTransformers is incompatible
-    with DeepSpeed ZeRO-3." (llamafactory_checks.md #95-96).
+    with DeepSpeed ZeRO-3.".
 
     Bad:
 
@@ -663,8 +662,8 @@ def _uses_trackio(ctx: Context) -> bool:
 class TrackioProject(Rule):
     """``report_to: trackio`` with an empty ``project``.
 
-    ``_verify_trackio_args`` (``parser.py``) raises "`--project` must be specified when using Trackio."
-    (llamafactory_checks.md #104). ``project`` defaults to ``huggingface``, so this only happens when it is set
+    ``_verify_trackio_args`` (``parser.py``) raises "`--project` must be specified when using Trackio.". ``project``
+    defaults to ``huggingface``, so this only happens when it is set
     to an empty value.
 
     Bad:
@@ -701,7 +700,7 @@ class TrackioSettings(Rule):
     """Trackio settings LLaMA-Factory warns about: a ``trackio_space_id`` that is not ``org/space``, no ``run_name``.
 
     ``_verify_trackio_args`` (``parser.py``) logs "trackio_space_id 'X' should typically be in format 'org/space'
-    for Hugging Face Spaces deployment." and suggests a ``run_name`` (llamafactory_checks.md #105).
+    for Hugging Face Spaces deployment." and suggests a ``run_name``.
 
     Bad:
 
@@ -751,7 +750,7 @@ class FP8AllGatherWithoutFP8(Rule):
 
     ``get_train_args`` logs "fp8_enable_fsdp_float8_all_gather requires fp8=True. Setting fp8=True." but sets
     ``model_args.fp8``, which nothing reads; the trainer checks ``training_args.fp8``, which stays false
-    (``parser.py``, ``train/fp8_utils.py``; llamafactory_checks.md #106). The run trains without FP8 although the
+    (``parser.py``, ``train/fp8_utils.py``). The run trains without FP8 although the
     log says otherwise.
 
     Bad:
@@ -792,8 +791,7 @@ class FP8AllGatherWithoutFP8(Rule):
 class ExportNeedsDir(Rule):
     """``llamafactory-cli export`` without ``export_dir``.
 
-    ``export_model`` (``train/tuner.py``) raises "Please specify `export_dir` to save model."
-    (llamafactory_checks.md #128).
+    ``export_model`` (``train/tuner.py``) raises "Please specify `export_dir` to save model.".
 
     Bad:
 
@@ -833,7 +831,7 @@ class ExportMergeQuantized(Rule):
     Adapters are merged into the base weights on export, which quantized weights do not allow. ``export_model``
     raises "Please merge adapters before quantizing the model." with ``export_quantization_bit``, and "Cannot
     merge adapters to a quantized model." when the model is loaded with ``quantization_bit``
-    (``train/tuner.py``; llamafactory_checks.md #128). Merge first, then quantize the merged model in a second
+    (``train/tuner.py``). Merge first, then quantize the merged model in a second
     export.
 
     Bad:
@@ -886,7 +884,7 @@ class UnslothOFT(Rule):
     """``use_unsloth`` with ``finetuning_type: oft``.
 
     Unsloth patches LoRA layers only; ``model/adapter.py`` raises "Unsloth is currently not supported for OFT."
-    when it creates the adapter (llamafactory_checks.md #161).
+    when it creates the adapter.
 
     Bad:
 

@@ -20,7 +20,13 @@ LONG_RUN_EPOCHS = 5
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _is_train_command(ctx: Context) -> bool:
@@ -187,7 +193,7 @@ class SaveStepsBeyondTotal(Rule):
     With ``save_strategy: steps`` (the default) a checkpoint is written every ``save_steps`` optimizer steps. When
     that is more than the run's total steps (from ``max_steps``, or from the dataset size with dataset-aware
     linting), there is nothing to resume from if the run fails, and only the final model is saved. Resuming from
-    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run (llamafactory_checks.md #119).
+    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run.
 
     Bad:
 
@@ -236,7 +242,7 @@ class WarmupScale(Rule):
 
     transformers 4 takes ``warmup_steps`` as an integer number of steps and ``warmup_ratio`` as a fraction in
     [0, 1]: ``warmup_steps: 0.1`` stops the run ("warmup_steps must be of type int and must be 0 or a positive
-    integer", hiyouga/LlamaFactory#4005; llamafactory_checks.md #136), ``warmup_ratio: 1.5`` too ("warmup_ratio must
+    integer", hiyouga/LlamaFactory#4005), ``warmup_ratio: 1.5`` too ("warmup_ratio must
     lie in range [0,1]", #135), and when both are set ``warmup_steps`` wins. transformers 5 reads a
     ``warmup_steps`` below 1 as a ratio, deprecates ``warmup_ratio`` and copies it over ``warmup_steps``, so a
     ratio of 5 becomes 5 steps. Lint with ``--transformers 5`` for a transformers 5 install.

@@ -51,7 +51,7 @@ class FP16AndBF16(Rule):
     """``fp16`` and ``bf16`` are both on (or ``fp16_full_eval`` and ``bf16_full_eval``).
 
     transformers refuses the run at start-up: ``At most one of fp16 and bf16 can be True, but not both``
-    (``TrainingArguments.__post_init__``; llamafactory_checks.md #129). Keep ``bf16`` on Ampere or newer GPUs and
+    (``TrainingArguments.__post_init__``). Keep ``bf16`` on Ampere or newer GPUs and
     ``fp16`` on older ones (V100, T4). With ``--hw`` the linter offers to remove the one the GPU cannot use.
 
     Bad:
@@ -101,10 +101,10 @@ class BF16Unsupported(Rule):
 
     V100, T4 and RTX 20xx have no bf16 or TF32 units. transformers refuses ``tf32: true`` there ("--tf32 requires
     Ampere or a newer GPU arch"), and ``bf16: true`` with "Your setup doesn't support bf16/gpu. You need Ampere+
-    GPU" (llamafactory_checks.md #130, #137); LLaMA-Factory refuses ``pure_bf16`` ("This device does not support
+    GPU"; LLaMA-Factory refuses ``pure_bf16`` ("This device does not support
     `pure_bf16`", #86). Recent PyTorch releases report bf16 as supported through emulation, in which case the run
     starts but is several times slower. Every LLaMA-Factory example ships ``bf16: true``, so this is often the
-    first error on a V100 or a Colab T4 (lf_user_pain.md #2; hiyouga/LlamaFactory#9025, #462). The fix switches
+    first error on a V100 or a Colab T4 (hiyouga/LlamaFactory#9025, #462). The fix switches
     to ``fp16``; models trained in bf16 can overflow in fp16 (PREC005).
 
     Bad:
@@ -184,7 +184,7 @@ class PureBF16ZeRO3(Rule):
     """``pure_bf16`` under DeepSpeed ZeRO-3.
 
     LLaMA-Factory refuses the combination at start-up: "`pure_bf16` is incompatible with DeepSpeed ZeRO-3"
-    (``get_train_args``; llamafactory_checks.md #87). ZeRO-3 already shards the fp32 master weights and optimizer
+    (``get_train_args``). ZeRO-3 already shards the fp32 master weights and optimizer
     states across GPUs; use ``bf16: true`` for mixed precision with it.
 
     Bad:
@@ -231,13 +231,15 @@ class PureBF16ZeRO3(Rule):
 
 
 class NoMixedPrecision(Rule):
-    """Training in fp32: neither ``bf16``, ``fp16`` nor ``pure_bf16`` is on.
+    """Training without mixed precision: neither ``bf16``, ``fp16`` nor ``pure_bf16`` is on.
 
-    LLaMA-Factory only logs "We recommend enable mixed precision training" (llamafactory_checks.md #109), and the
-    run takes about twice the activation memory and is several times slower on tensor-core GPUs. It is sometimes
-    deliberate (fp16 overflow with a bf16 model on a V100); otherwise turn on ``bf16`` (Ampere or newer) or
-    ``fp16``. With ``--hw`` the linter offers the right one. A CPU run (``use_cpu: true``) trains in fp32 as it
-    should, and is not flagged.
+    LLaMA-Factory only logs "We recommend enable mixed precision training" (``hparams/parser.py``
+    ``get_train_args``). It still loads the weights in half precision: ``patch_config`` (``model/patcher.py``)
+    takes ``infer_optim_dtype`` of the checkpoint's dtype, bf16 for a bf16 checkpoint on a GPU with bf16 and fp16
+    otherwise. The trainable parameters are then upcast to fp32 (``init_adapter``) and train without autocast:
+    with full fine-tuning the whole model computes in fp32, slower and with about twice the activation memory on
+    tensor-core GPUs. It is sometimes deliberate; otherwise turn on ``bf16`` (Ampere or newer) or ``fp16``. With
+    ``--hw`` the linter offers the right one. A CPU run (``use_cpu: true``) is not flagged.
 
     Bad:
 
@@ -272,9 +274,10 @@ class NoMixedPrecision(Rule):
             fix = set_key(ctx, key, "true", f"set `{key}: true` ({_hw_name(hw)})", safe=False)
         yield Finding(
             key="bf16" if ctx.has("bf16") else ("fp16" if ctx.has("fp16") else "do_train"),
-            message="training in fp32: neither `bf16` nor `fp16` is on, so the run is slower and needs more memory "
-            '(LLaMA-Factory: "We recommend enable mixed precision training")',
-            hint="set `bf16: true` on Ampere or newer GPUs, `fp16: true` on V100/T4; keep fp32 only on purpose",
+            message="no mixed precision: neither `bf16` nor `fp16` is on, so the trainable parameters are upcast to "
+            "fp32 and train without autocast (LLaMA-Factory still loads the model in half precision; it logs "
+            '"We recommend enable mixed precision training")',
+            hint="set `bf16: true` on Ampere or newer GPUs, `fp16: true` on V100/T4; keep it off only on purpose",
             fix=fix,
         )
 
@@ -283,9 +286,11 @@ class FP16OnBF16Model(Rule):
     """``fp16`` on a model whose checkpoint is stored in bfloat16.
 
     Models trained in bf16 (Qwen2 and later, Llama 3, GLM-4, Gemma, Baichuan2, …) have activations beyond fp16's
-    range; fine-tuning them in fp16 gives ``train_loss: 0.0`` or ``grad_norm: nan`` (lf_user_pain.md #3;
-    hiyouga/LlamaFactory#4278, #950, #7263; QwenLM/Qwen3#670: "finetune it in bf16 or fp32"). Use ``bf16`` on
-    Ampere or newer GPUs. On a GPU without bf16, train in fp32 or lower the learning rate and watch for NaNs.
+    range; fine-tuning them in fp16 gives ``train_loss: 0.0`` or ``grad_norm: nan`` (hiyouga/LlamaFactory#4278, #950,
+    #7263; QwenLM/Qwen3#670: "finetune it in bf16 or fp32"). Use ``bf16`` on
+    Ampere or newer GPUs. On a GPU without bf16 LLaMA-Factory loads the model in fp16 even without ``fp16``
+    (``infer_optim_dtype``); only the trained parameters are upcast to fp32, so full fine-tuning without ``fp16``
+    avoids most of the overflow and LoRA does not.
 
     Bad:
 
@@ -324,11 +329,18 @@ class FP16OnBF16Model(Rule):
             elif bf16_ok:
                 fix = remove_key(ctx, key, f"remove `{key}`", safe=False)
             if hw is None:
-                hint = f"use `{bf16_key}: true` on Ampere or newer GPUs; on V100/T4 train in fp32 or lower the learning rate"
+                hint = (
+                    f"use `{bf16_key}: true` on Ampere or newer GPUs; on V100/T4 full fine-tuning without `{key}` "
+                    "trains fp32 copies of the weights, or lower the learning rate"
+                )
             elif bf16_ok:
                 hint = f"use `{bf16_key}: true`: {_hw_name(hw)} supports bf16"
             else:
-                hint = f"{_hw_name(hw)} has no bf16: train in fp32 (remove `{key}`) or lower the learning rate and watch for NaNs"
+                hint = (
+                    f"{_hw_name(hw)} has no bf16, and LLaMA-Factory loads the model in fp16 even without `{key}`: "
+                    "without it full fine-tuning trains fp32 copies of the weights (LoRA keeps the fp16 base); "
+                    "otherwise lower the learning rate and watch for NaNs"
+                )
             yield Finding(
                 key=key,
                 message=f"`{key}: true` but the model is stored in bfloat16: fp16 often overflows for such models "
@@ -336,3 +348,96 @@ class FP16OnBF16Model(Rule):
                 hint=hint,
                 fix=fix,
             )
+
+
+#: model_type values whose activations overflow float16: vLLM refuses float16 for them ("Numerical instability.
+#: Please use bfloat16 or float32 instead.", ``vllm/config/model.py`` ``_FLOAT16_NOT_SUPPORTED_MODELS``).
+_FP16_UNSTABLE = frozenset({"gemma2", "gemma3", "gemma3_text", "glm4", "plamo2"})
+
+
+def _stored_dtype(arch: Any) -> str | None:
+    """The dtype ``config.json`` states, or None when it states none (the resolver then assumes float32)."""
+    extra = getattr(arch, "extra", None)
+    defaulted = extra.get("defaulted", ()) if isinstance(extra, dict) else ()
+    dtype = getattr(arch, "torch_dtype", None)
+    return None if "torch_dtype" in defaulted or not dtype else str(dtype)
+
+
+class FP16OnFP16UnstableFamily(Rule):
+    """fp16 for a bf16-native family (Gemma 2, Gemma 3, GLM-4) whose checkpoint is not stored in bfloat16.
+
+    Gemma 2 was trained in bfloat16 ("The native weights of this model were exported in bfloat16", its model card),
+    but its checkpoints store float32 (``config.json``: ``torch_dtype: float32``), so PREC005 cannot see it from the
+    dtype. Its activations overflow float16; vLLM refuses float16 for ``gemma2``, ``gemma3``, ``gemma3_text`` and
+    ``glm4`` ("Numerical instability", ``vllm/config/model.py`` ``_FLOAT16_NOT_SUPPORTED_MODELS``). LLaMA-Factory
+    loads the model in the compute dtype: ``fp16: true`` sets it to float16 (``hparams/parser.py``
+    ``get_train_args``), and with no precision key ``patch_config`` takes ``infer_optim_dtype`` of the stored dtype,
+    which is float16 for anything but a bfloat16 checkpoint (``extras/misc.py``, v0.8.3-v0.9.5). Either way the
+    frozen weights compute in float16: expect ``loss 0.0`` or NaN gradients. Use ``bf16: true``. Needs the model.
+
+    Bad:
+
+    ```yaml
+    # the model's config.json: {"model_type": "gemma2", "torch_dtype": "float32"}
+    stage: sft
+    do_train: true
+    fp16: true
+    ```
+
+    Good:
+
+    ```yaml
+    # the model's config.json: {"model_type": "gemma2", "torch_dtype": "float32"}
+    stage: sft
+    do_train: true
+    bf16: true
+    ```
+    """
+
+    code = "PREC006"
+    name = "fp16-unstable-family"
+    severity = Severity.WARNING
+    needs = frozenset({Need.MODEL})
+    fixable = "unsafe"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if not _trains(ctx) or any(ctx.flag(k) for k in ("bf16", "pure_bf16", "use_cpu")):
+            return
+        arch = getattr(ctx.model, "arch", None)
+        model_type = str(getattr(arch, "model_type", "") or "")
+        if model_type not in _FP16_UNSTABLE:
+            return
+        stored = _stored_dtype(arch)
+        if stored == "bfloat16":
+            return  # PREC005 reports fp16 on a bf16 checkpoint; without a key LLaMA-Factory picks bf16 where it can
+        stated = f"stored in {stored}" if stored else "with no stored dtype"
+        hw = ctx.hardware
+        no_bf16 = hw is not None and _lacks_bf16(hw)
+        hint = (
+            f"{_hw_name(hw)} has no bf16: this family needs a GPU with bf16 (Ampere or newer) to fine-tune safely"
+            if no_bf16
+            else "use `bf16: true` (Ampere or newer GPUs)"
+        )
+        if ctx.flag("fp16"):
+            fix = None if no_bf16 else rename_key(ctx, "fp16", "bf16", "switch `fp16` to `bf16`", safe=False)
+            yield Finding(
+                key="fp16",
+                also=("model_name_or_path",),
+                message=f"`fp16: true` on a `{model_type}` model ({stated}): LLaMA-Factory loads and runs it in "
+                "float16, which this bf16-trained family overflows (vLLM refuses float16 for it: \"Numerical "
+                'instability"); expect loss 0.0 or NaN gradients',
+                hint=hint,
+                fix=fix,
+            )
+            return
+        if not ctx.is_training or ctx.zero3:
+            return  # ZeRO-3 without QLoRA does not cast the weights at load time
+        yield Finding(
+            key=None,
+            also=("model_name_or_path", "do_train"),
+            message=f"no `bf16` for a `{model_type}` model ({stated}): LLaMA-Factory then loads it in float16 "
+            "(`infer_optim_dtype` picks bf16 only for bf16 checkpoints), which this bf16-trained family overflows; "
+            "expect loss 0.0 or NaN gradients",
+            hint=hint,
+            fix=None if no_bf16 else set_key(ctx, "bf16", "true", "set `bf16: true`", safe=False),
+        )

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tuner.config.context import Context
+from tuner.config.schema import type_problem
+from tuner.config.versions import v
 from tuner.lint.fixes import remove_key
 from tuner.lint.rule import Finding, Need, Rule, Severity
 
@@ -34,7 +36,7 @@ class QuantizationNeedsAdapter(Rule):
 
     Quantized weights cannot be trained directly; QLoRA trains a LoRA (or OFT) adapter on top of them.
     ``_verify_model_args`` (``parser.py``) raises "Quantization is only compatible with the LoRA or OFT method."
-    for every command (llamafactory_checks.md #98).
+    for every command.
 
     Bad:
 
@@ -70,8 +72,7 @@ class QuantizedPissa(Rule):
     """``pissa_init`` on a quantized model.
 
     PiSSA rewrites the base weights from their SVD, which quantized weights do not allow in place.
-    ``_verify_model_args`` raises "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."
-    (llamafactory_checks.md #99).
+    ``_verify_model_args`` raises "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.".
 
     Bad:
 
@@ -108,7 +109,7 @@ class QuantizedResizeVocab(Rule):
     """``resize_vocab`` on a quantized model.
 
     Quantized embedding matrices cannot be resized. ``_verify_model_args`` raises "Cannot resize embedding layers
-    of a quantized model." (llamafactory_checks.md #100).
+    of a quantized model.".
 
     Bad:
 
@@ -142,8 +143,8 @@ class QuantizedResizeVocab(Rule):
 class QuantizedNewAdapter(Rule):
     """``create_new_adapter`` over an existing adapter on a quantized model.
 
-    ``_verify_model_args`` raises "Cannot create new adapter upon a quantized model." (llamafactory_checks.md
-    #101): the existing adapter would have to be merged into quantized weights first.
+    ``_verify_model_args`` raises "Cannot create new adapter upon a quantized model.": the existing adapter would
+    have to be merged into quantized weights first.
 
     Bad:
 
@@ -181,8 +182,7 @@ class QuantizedSingleAdapter(Rule):
     """Several adapters on a quantized model.
 
     Stacked adapters are merged into the base weights, which quantized weights do not allow.
-    ``_verify_model_args`` raises "Quantized model only accepts a single adapter. Merge them first."
-    (llamafactory_checks.md #102).
+    ``_verify_model_args`` raises "Quantized model only accepts a single adapter. Merge them first.".
 
     Bad:
 
@@ -221,7 +221,7 @@ class FP8WithQuantization(Rule):
 
     FP8 training casts the model's matmuls to FP8, which has no meaning for bitsandbytes weights.
     ``get_train_args`` raises "FP8 training is not compatible with quantization. Please disable one of them."
-    (llamafactory_checks.md #93; not under ``USE_MCA``/``USE_MEGATRON_BRIDGE``).
+    (not under ``USE_MCA``/``USE_MEGATRON_BRIDGE``).
 
     Bad:
 
@@ -258,8 +258,7 @@ class DeviceMapAutoTraining(Rule):
     """``quantization_device_map: auto`` in a training run.
 
     ``auto`` spreads a quantized model over several devices for inference; the trainer needs the whole model on
-    its own device. ``get_train_args`` raises "Cannot use device map for quantized models in training."
-    (llamafactory_checks.md #84).
+    its own device. ``get_train_args`` raises "Cannot use device map for quantized models in training.".
 
     Bad:
 
@@ -294,7 +293,8 @@ class DeviceMapAutoTraining(Rule):
             )
 
 
-#: On-the-fly quantization methods and the bit widths each accepts (``configure_quantization``).
+#: On-the-fly quantization methods and the bit widths each accepts (``configure_quantization``), keyed by a
+#: canonical name; :func:`_on_the_fly` says how the target LLaMA-Factory version spells each one.
 _BITS = {"bnb": (4, 8), "hqq": (1, 2, 3, 4, 5, 6, 8), "eetq": (8,)}
 _METHOD_ERRORS = {
     "bnb": "Bitsandbytes only accepts 4-bit or 8-bit quantization.",
@@ -303,12 +303,44 @@ _METHOD_ERRORS = {
 }
 
 
+def _bnb_spelling(ctx: Context) -> str:
+    """How ``quantization_method`` names bitsandbytes: ``bitsandbytes`` up to LLaMA-Factory 0.9.2, ``bnb`` since
+    0.9.3 (``QuantizationMethod.BNB`` in ``extras/constants.py``; before it ``BITS_AND_BYTES = "bitsandbytes"`` in
+    ``model/model_utils/quantization.py``). ``configure_quantization`` compares the string to that one spelling, so
+    the other one quantizes nothing."""
+    return "bnb" if ctx.lf >= v("0.9.3") else "bitsandbytes"
+
+
+def _method(ctx: Context) -> str | None:
+    """``quantization_method`` as written, or the target version's default; None when it is not a string."""
+    if not ctx.has("quantization_method"):
+        return _bnb_spelling(ctx)
+    value = ctx.get("quantization_method")
+    return value if isinstance(value, str) else None
+
+
+def _on_the_fly(ctx: Context, method: str | None) -> str | None:
+    """The canonical name (``bnb``, ``hqq``, ``eetq``) of a method ``configure_quantization`` quantizes with at the
+    target version, else None."""
+    if method == _bnb_spelling(ctx):
+        return "bnb"
+    return method if method in ("hqq", "eetq") else None
+
+
+def _schema_reports(ctx: Context, key: str) -> bool:
+    """Whether the key schema's type and choice check (KEY003) already reports this key's value."""
+    spec = ctx.schema.accepted(key, ctx.options.command, ctx.options.target)
+    if spec is None or not ctx.has(key):
+        return False
+    return type_problem(spec, ctx.get(key), ctx.options.target) is not None
+
+
 class QuantizationBits(Rule):
     """A ``quantization_bit`` that the ``quantization_method`` cannot produce.
 
     bitsandbytes (the default method) quantizes to 4 or 8 bits, HQQ to 1-6 or 8, EETQ to 8 only.
     ``configure_quantization`` raises e.g. "Bitsandbytes only accepts 4-bit or 8-bit quantization." when the
-    model is loaded (``model/model_utils/quantization.py``; llamafactory_checks.md #155, #157-158). For 2- or 3-bit
+    model is loaded (``model/model_utils/quantization.py``). For 2- or 3-bit
     QLoRA use ``quantization_method: hqq``.
 
     Bad:
@@ -333,18 +365,20 @@ class QuantizationBits(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         bits = _bits(ctx)
-        method = ctx.get("quantization_method")
-        if bits is None or method not in _BITS or bits in _BITS[method]:
+        method = _method(ctx)
+        canonical = _on_the_fly(ctx, method)
+        if bits is None or canonical is None or bits in _BITS[canonical]:
             return
         others = [m for m, ok in _BITS.items() if bits in ok]
+        other = (_bnb_spelling(ctx) if others[0] == "bnb" else others[0]) if others else None
         yield Finding(
             key="quantization_bit",
             also=("quantization_method",),
             message=f"`quantization_bit: {bits}` with `quantization_method: {method}`"
             f"{'' if ctx.has('quantization_method') else ' (the default)'}: LLaMA-Factory stops when it loads the "
-            f'model with "{_METHOD_ERRORS[method]}"',
-            hint=f"use `quantization_bit` {' or '.join(str(b) for b in _BITS[method])}"
-            + (f", or `quantization_method: {others[0]}` for {bits}-bit" if others else ""),
+            f'model with "{_METHOD_ERRORS[canonical]}"',
+            hint=f"use `quantization_bit` {' or '.join(str(b) for b in _BITS[canonical])}"
+            + (f", or `quantization_method: {other}` for {bits}-bit" if other else ""),
         )
 
 
@@ -354,8 +388,7 @@ class ShardedQuantization(Rule):
     With DeepSpeed ZeRO-3 or FSDP (and with ``quantization_device_map: auto``) the model is not placed on one
     device, which only 4-bit bitsandbytes supports (FSDP-QLoRA). ``configure_quantization`` raises "Only 4-bit
     quantized model can use fsdp+qlora or auto device map." / "HQQ quantization is incompatible with DeepSpeed
-    ZeRO-3 or FSDP." / "EETQ quantization is incompatible with DeepSpeed ZeRO-3 or FSDP."
-    (llamafactory_checks.md #156-158).
+    ZeRO-3 or FSDP." / "EETQ quantization is incompatible with DeepSpeed ZeRO-3 or FSDP.".
 
     Bad:
 
@@ -382,7 +415,7 @@ class ShardedQuantization(Rule):
         bits = _bits(ctx)
         if bits is None:
             return
-        method = ctx.get("quantization_method")
+        method = _on_the_fly(ctx, _method(ctx))
         sharded = sharded_by(ctx) if is_train_command(ctx) else None
         device_map = ctx.get("quantization_device_map") == "auto" and not ctx.is_training  # training: QUANT007
         where = sharded or ("`quantization_device_map: auto`" if device_map else None)
@@ -404,7 +437,8 @@ class ShardedQuantization(Rule):
                 also=("quantization_bit", *key_also),
                 message=f"`quantization_method: {method}` with {sharded}: LLaMA-Factory stops when it loads the model "
                 f'with "{name} quantization is incompatible with DeepSpeed ZeRO-3 or FSDP."',
-                hint="use 4-bit bitsandbytes (`quantization_method: bnb`, `quantization_bit: 4`) for sharded QLoRA, "
+                hint=f"use 4-bit bitsandbytes (`quantization_method: {_bnb_spelling(ctx)}`, `quantization_bit: 4`) for "
+                "sharded QLoRA, "
                 "or ZeRO-2 / a single GPU",
             )
 
@@ -412,11 +446,13 @@ class ShardedQuantization(Rule):
 class QuantizationMethodUnused(Rule):
     """``quantization_bit`` with a ``quantization_method`` that does not quantize on the fly.
 
-    Only ``bnb``, ``hqq`` and ``eetq`` quantize a model while loading it. ``gptq``, ``awq``, ``aqlm``, ``quanto``,
-    ``mxfp4`` and ``fp8`` have no branch in ``configure_quantization`` (``model/model_utils/quantization.py``):
-    pre-quantized checkpoints are recognised from their own ``config.json`` whatever this key says. So unless
-    ``model_name_or_path`` already is such a checkpoint, the model loads in full precision, with all of QLoRA's
-    restrictions still applied and none of its memory savings.
+    Only bitsandbytes, HQQ and EETQ quantize a model while loading it (``configure_quantization`` in
+    ``model/model_utils/quantization.py``, LLaMA-Factory v0.8.3-v0.9.5). ``gptq``, ``awq``, ``aqlm``, ``quanto``,
+    ``mxfp4`` and ``fp8`` are accepted values with no branch there: pre-quantized checkpoints are recognised from
+    their own ``config.json`` whatever this key says. So unless ``model_name_or_path`` already is such a
+    checkpoint, the model loads in full precision, with all of QLoRA's restrictions still applied and none of its
+    memory savings. bitsandbytes is spelled ``bnb`` since v0.9.3 and ``bitsandbytes`` before. A value that is not
+    one of the key's choices at all is the key schema's finding (KEY003), not this one.
 
     Bad:
 
@@ -438,15 +474,19 @@ class QuantizationMethodUnused(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        method = ctx.get("quantization_method")
-        if not _quantized(ctx) or not isinstance(method, str) or method in _BITS or method == "bitsandbytes":
-            return  # `bitsandbytes` vs `bnb` is a spelling by release: KEY003 judges it
+        method = _method(ctx)
+        if not _quantized(ctx) or method is None or _on_the_fly(ctx, method) is not None:
+            return
+        if method in ("bitsandbytes", "bnb") or _schema_reports(ctx, "quantization_method"):
+            return  # the other release's bitsandbytes spelling, or a value outside the choices: KEY003 reports it
+        bnb = _bnb_spelling(ctx)
         yield Finding(
             key="quantization_method",
             also=("quantization_bit",),
             message=f"`quantization_method: {method}` does not quantize on the fly: with `quantization_bit` LLaMA-Factory "
-            f"loads the model unquantized unless `model_name_or_path` already is a {method.upper()} checkpoint",
-            hint="use `quantization_method: bnb` (4/8-bit), `hqq` or `eetq` to quantize while loading; for a "
+            f"loads the model unquantized unless `model_name_or_path` already is a {method.upper()} checkpoint "
+            f"(`configure_quantization` quantizes with `{bnb}`, `hqq` or `eetq` only)",
+            hint=f"use `quantization_method: {bnb}` (4/8-bit), `hqq` or `eetq` to quantize while loading; for a "
             "pre-quantized checkpoint, drop `quantization_method` and `quantization_bit`",
         )
 
@@ -455,8 +495,7 @@ class ExportQuantizationBits(Rule):
     """``export_quantization_bit`` other than 2, 3, 4 or 8.
 
     Export quantization uses GPTQ (GPTQModel), which supports these widths only; ``configure_quantization``
-    raises "AutoGPTQ only accepts 2/3/4/8-bit quantization." when the model is loaded (llamafactory_checks.md
-    #159).
+    raises "AutoGPTQ only accepts 2/3/4/8-bit quantization." when the model is loaded.
 
     Bad:
 
@@ -505,7 +544,7 @@ class PTQModelTraining(Rule):
 
     A checkpoint whose ``config.json`` has a ``quantization_config`` is loaded quantized. ``init_adapter``
     (``model/adapter.py``) then raises "Quantized models can only be used for the LoRA or OFT tuning." /
-    "Cannot initialize PiSSA adapter on quantized models." (llamafactory_checks.md #163), and DoRA "is not
+    "Cannot initialize PiSSA adapter on quantized models.", and DoRA "is not
     compatible with PTQ-quantized models." (#160). ``mxfp4`` and ``fp8`` checkpoints are dequantized on load and
     are exempt. Needs the model's config.
 
@@ -573,12 +612,13 @@ class PTQModelTraining(Rule):
 class DoraQuantized(Rule):
     """``use_dora`` with on-the-fly quantization (``quantization_bit``).
 
-    ``_setup_lora_tuning`` (``model/adapter.py``) refuses DoRA on a quantized model unless
-    ``model.quantization_method != QuantizationMethod.BNB``. That constant is LLaMA-Factory's own ``"bnb"``, while
-    transformers marks a bitsandbytes model with ``"bitsandbytes"``, so since hiyouga/LlamaFactory#7765 the test
-    also rejects bitsandbytes QLoRA: "DoRA is not compatible with PTQ-quantized models." once the model is
-    loaded (llamafactory_checks.md #160). HQQ and EETQ are rejected by the same test on purpose. PEFT itself
-    supports DoRA on bitsandbytes layers, so the message is surprising.
+    ``_setup_lora_tuning`` (``model/adapter.py``) refuses DoRA on a quantized model whose
+    ``model.quantization_method`` is not ``QuantizationMethod.BNB``. Since LLaMA-Factory v0.9.3 that constant is its
+    own ``"bnb"``, while transformers marks a bitsandbytes model with ``"bitsandbytes"``, so the test also rejects
+    bitsandbytes QLoRA (hiyouga/LlamaFactory#7765): "DoRA is not compatible with PTQ-quantized models." once the
+    model is loaded. Up to v0.9.2 the constant was ``"bitsandbytes"`` and bitsandbytes DoRA ran. HQQ and EETQ are
+    rejected by the same test in every version. PEFT itself supports DoRA on bitsandbytes layers, so the message is
+    surprising.
 
     Bad:
 
@@ -607,9 +647,12 @@ class DoraQuantized(Rule):
             return
         if ctx.get("adapter_name_or_path") is not None and not ctx.flag("create_new_adapter"):
             return  # resuming an adapter: no new DoRA layers are created, so no check
-        method = ctx.get("quantization_method")
-        if method not in _BITS:
+        method = _method(ctx)
+        canonical = _on_the_fly(ctx, method)
+        if canonical is None:
             return  # QUANT010: the model is not quantized on the fly
+        if canonical == "bnb" and ctx.lf < v("0.9.3"):
+            return  # up to v0.9.2 the test compares against `bitsandbytes`, transformers' own name: DoRA QLoRA runs
         yield Finding(
             key="use_dora",
             also=("quantization_bit",),

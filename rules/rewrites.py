@@ -47,7 +47,7 @@ class ListWhereStringExpected(Rule):
     """``adapter_name_or_path``, ``add_tokens`` or ``add_special_tokens`` written as a YAML list.
 
     These are comma-separated strings. ``ModelArguments.__post_init__`` calls ``.split(",")`` on them directly
-    (``model_args.py``; llamafactory_checks.md #6), so a YAML list stops the run with ``AttributeError: 'list'
+    (``model_args.py``), so a YAML list stops the run with ``AttributeError: 'list'
     object has no attribute 'split'``. Other list-like keys (``dataset``, ``lora_target``…) accept both forms.
 
     Bad:
@@ -110,7 +110,7 @@ class EmptyCommaItem(Rule):
     """A comma-separated value with an empty entry (``a,,b`` or a trailing comma).
 
     LLaMA-Factory splits on every comma and keeps empty pieces (``split_arg`` in ``data_args.py`` and
-    ``finetuning_args.py``; llamafactory_checks.md #6, #31). An empty dataset name stops the run with "Undefined
+    ``finetuning_args.py``). An empty dataset name stops the run with "Undefined
     dataset  in dataset_info.json.", an empty freeze module with "Module  is not found"; elsewhere the empty entry
     is passed on as a module or token name.
 
@@ -217,7 +217,7 @@ class InitSpecialTokensFallback(Rule):
 
     Description-based initialisation needs the token descriptions from ``new_special_tokens_config``. Without it
     ``ModelArguments.__post_init__`` logs "init_special_tokens='desc_init' requires new_special_tokens_config.
-    Falling back to 'noise_init'" (llamafactory_checks.md #9), so the new embeddings start from noise.
+    Falling back to 'noise_init'", so the new embeddings start from noise.
 
     Bad:
 
@@ -252,8 +252,8 @@ class InitSpecialTokensFallback(Rule):
 class NeatPackingForcesPacking(Rule):
     """``neat_packing: true`` with ``packing: false``.
 
-    ``DataArguments.__post_init__`` sets ``packing = True`` whenever ``neat_packing`` is on (``data_args.py``;
-    llamafactory_checks.md #40), so the explicit ``packing: false`` is overridden.
+    ``DataArguments.__post_init__`` sets ``packing = True`` whenever ``neat_packing`` is on (``data_args.py``), so
+    the explicit ``packing: false`` is overridden.
 
     Bad:
 
@@ -289,7 +289,7 @@ class PackingCutoffLen(Rule):
     """Explicit packing shortens every sequence to ``cutoff_len - 1`` tokens.
 
     When ``packing`` (or ``neat_packing``) is set to true in the config, ``DataArguments.__post_init__`` subtracts
-    one from ``cutoff_len`` (``data_args.py``, "avoid pad_to_multiple_of"; llamafactory_checks.md #40). The
+    one from ``cutoff_len`` (``data_args.py``, "avoid pad_to_multiple_of"). The
     implicit packing of ``stage: pt`` is decided later and keeps the full length.
 
     Bad:
@@ -331,8 +331,8 @@ class PackingCutoffLen(Rule):
 class LoraAlphaDefault(Rule):
     """``lora_rank`` is set but ``lora_alpha`` is not: LLaMA-Factory uses ``2 × lora_rank``.
 
-    ``FinetuningArguments.__post_init__`` sets ``lora_alpha = lora_alpha or lora_rank * 2`` (``finetuning_args.py``;
-    llamafactory_checks.md #41), unlike PEFT's fixed default of 8. The LoRA update is scaled by
+    ``FinetuningArguments.__post_init__`` sets ``lora_alpha = lora_alpha or lora_rank * 2`` (``finetuning_args.py``),
+    unlike PEFT's fixed default of 8. The LoRA update is scaled by
     ``alpha / rank`` = 2 (``alpha / sqrt(rank)`` with ``use_rslora``), whatever the rank.
 
     Bad:
@@ -379,7 +379,7 @@ class ResizeVocabEmbeddings(Rule):
 
     New token embeddings must be trainable. ``get_train_args`` logs "Remember to add embedding layers to
     `additional_target` to make the added tokens trainable." and ``model/adapter.py`` then adds the input and
-    output embeddings to ``additional_target`` itself (llamafactory_checks.md #107). They are trained and saved in
+    output embeddings to ``additional_target`` itself. They are trained and saved in
     full next to the adapter: a vocabulary-sized matrix (or two) in optimizer memory and in the checkpoint.
 
     Bad:
@@ -426,7 +426,7 @@ class QuantizedUpcastLayernorm(Rule):
     """Quantized training without ``upcast_layernorm``.
 
     ``get_train_args`` logs "We recommend enable `upcast_layernorm` in quantized training."
-    (llamafactory_checks.md #108): layer norms computed in fp32 make QLoRA numerically more stable.
+: layer norms computed in fp32 make QLoRA numerically more stable.
 
     Bad:
 
@@ -465,7 +465,7 @@ class GaloreMixedPrecision(Rule):
     """GaLore or APOLLO without ``pure_bf16``.
 
     ``get_train_args`` logs "Using GaLore or APOLLO with mixed precision training may significantly increases GPU
-    memory usage." (llamafactory_checks.md #110): with mixed precision the full model is kept in fp32, which
+    memory usage.": with mixed precision the full model is kept in fp32, which
     undoes much of the memory GaLore/APOLLO save. LLaMA-Factory's examples pair them with ``pure_bf16: true``.
 
     Bad:
@@ -508,8 +508,8 @@ class GaloreMixedPrecision(Rule):
 class EvalQuantized(Rule):
     """Evaluating or predicting with a quantized model.
 
-    ``get_train_args`` logs "Evaluating model in 4/8-bit mode may cause lower scores." (llamafactory_checks.md
-    #111): scores of a 4/8-bit model are not those of the model you will deploy.
+    ``get_train_args`` logs "Evaluating model in 4/8-bit mode may cause lower scores.": scores of a 4/8-bit model are
+    not those of the model you will deploy.
 
     Bad:
 
@@ -546,7 +546,7 @@ class DPOEvalRefModel(Rule):
 
     Without training, the DPO workflow uses the model itself as the reference, so chosen/rejected rewards are all
     zero and are removed from the metrics; ``get_train_args`` logs "Specify `ref_model` for computing rewards at
-    evaluation." (``parser.py``, ``train/dpo/workflow.py``; llamafactory_checks.md #112).
+    evaluation." (``parser.py``, ``train/dpo/workflow.py``).
 
     Bad:
 
@@ -588,8 +588,8 @@ class OverriddenTrainingArgs(Rule):
     """Training arguments that LLaMA-Factory overrides: ``remove_unused_columns``, ``generation_num_beams``.
 
     ``get_train_args`` always sets ``remove_unused_columns = False`` (multimodal inputs need the extra columns)
-    and replaces ``generation_num_beams`` with ``eval_num_beams`` when that is set (``parser.py``;
-    llamafactory_checks.md #113), so these values in the config have no effect.
+    and replaces ``generation_num_beams`` with ``eval_num_beams`` when that is set (``parser.py``), so these values
+    in the config have no effect.
 
     Bad:
 
@@ -632,7 +632,7 @@ class SwanlabReportTo(Rule):
     """``report_to`` lists ``swanlab`` and ``use_swanlab`` is on: LLaMA-Factory drops it from ``report_to``.
 
     ``get_train_args`` removes ``swanlab`` from ``report_to`` when ``use_swanlab`` is set, so the run is not
-    logged twice (llamafactory_checks.md #115). Its ``swanlab_*`` settings are the ones that apply.
+    logged twice. Its ``swanlab_*`` settings are the ones that apply.
 
     Bad:
 
@@ -669,7 +669,7 @@ class ResumeDroppedRmPpo(Rule):
     """``resume_from_checkpoint`` with freeze/full RM or PPO: LLaMA-Factory drops it.
 
     ``get_train_args`` logs "Cannot resume from checkpoint in current stage." and sets ``resume_from_checkpoint``
-    to None for these stages (llamafactory_checks.md #117): the run starts from step 0, not from the checkpoint.
+    to None for these stages: the run starts from step 0, not from the checkpoint.
 
     Bad:
 
@@ -707,7 +707,7 @@ class ResumeRmLora(Rule):
     """LoRA reward-model training resumed with ``resume_from_checkpoint`` only.
 
     ``get_train_args`` logs "Add <checkpoint> to `adapter_name_or_path` to resume training from checkpoint."
-    (llamafactory_checks.md #120): the trainer restores the optimizer state, but the LoRA weights and value head
+: the trainer restores the optimizer state, but the LoRA weights and value head
     are loaded through ``adapter_name_or_path``.
 
     Bad:
@@ -753,7 +753,7 @@ class PackingIgnored(Rule):
     """``packing: true`` with a stage that never packs (``rm``, ``dpo``, ``kto``, ``ppo``).
 
     Only the pre-training and SFT data processors pack sequences (``data/loader.py``). Pairwise, feedback and
-    PPO data is never packed, so ``packing`` is ignored (llamafactory_checks.md #121).
+    PPO data is never packed, so ``packing`` is ignored.
 
     Bad:
 
@@ -787,7 +787,7 @@ class ReportToAllDefault(Rule):
     """``report_to`` unset (or ``all``) with transformers 4: every installed tracker is used.
 
     transformers 4 turns an unset ``report_to`` into ``"all"``, i.e. every tracker package installed in the
-    environment (``TrainingArguments.__post_init__``; llamafactory_checks.md #142). With wandb installed, a
+    environment (``TrainingArguments.__post_init__``). With wandb installed, a
     non-interactive job stops at wandb's login prompt or uploads to an account nobody configured. transformers 5
     defaults to ``none``. LLaMA-Factory's examples all set ``report_to`` explicitly.
 
@@ -833,8 +833,8 @@ class KTReentrantGC(Rule):
     """``use_reentrant_gc: true`` with ``use_kt``: KTransformers turns it off.
 
     KTransformers supplies its own checkpoint context, and ``configure_kt_checkpointing`` sets
-    ``use_reentrant_gc = False`` and ``gradient_checkpointing = False`` on the trainer (``model_args.py``;
-    llamafactory_checks.md #24). The setting has no effect.
+    ``use_reentrant_gc = False`` and ``gradient_checkpointing = False`` on the trainer (``model_args.py``). The
+    setting has no effect.
 
     Bad:
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from tuner.config.context import Context
-from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.fixes import insert_key, remove_key, set_key, yaml_scalar
+from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity
 
-from ._lf_common import is_train_command, keys_text, report_to, val_size
+from ._lf_common import adapters, is_train_command, keys_text, report_to, val_size
 
 _PPO_LOGGERS = ("wandb", "tensorboard", "trackio", "none")
 
@@ -27,7 +27,7 @@ class PPONeedsRewardModel(Rule):
 
     PPO scores every generated response with a reward model; without one there is nothing to optimise.
     ``FinetuningArguments.__post_init__`` (``finetuning_args.py``) raises "`reward_model` is necessary for PPO
-    training." for every command (llamafactory_checks.md #46).
+    training." for every command.
 
     Bad:
 
@@ -66,7 +66,7 @@ class PPORewardModelType(Rule):
 
     A LoRA reward model is loaded as a second adapter on the policy model, which only exists when the policy
     itself is trained with LoRA. ``finetuning_args.py`` raises "`reward_model_type` cannot be lora for
-    Freeze/Full PPO training." (llamafactory_checks.md #47).
+    Freeze/Full PPO training.".
 
     Bad:
 
@@ -150,7 +150,7 @@ class DPOLabelSmoothing(Rule):
     """``dpo_label_smoothing`` with a ``pref_loss`` other than ``sigmoid``.
 
     Label smoothing (conservative DPO) is defined for the sigmoid loss only. ``finetuning_args.py`` raises
-    "`dpo_label_smoothing` is only valid for sigmoid loss function." (llamafactory_checks.md #49).
+    "`dpo_label_smoothing` is only valid for sigmoid loss function.".
 
     Bad:
 
@@ -194,7 +194,7 @@ class SFTOnlyOptions(Rule):
 
     These options shape supervised examples (prompt masking, packing with attention masks) or generate
     predictions, which only the SFT workflow does. ``get_train_args`` (``parser.py``) raises "`X` cannot be set as
-    True except SFT." (llamafactory_checks.md #65-67). For ``stage: pt``, packing is already on by default.
+    True except SFT.". For ``stage: pt``, packing is already on by default.
 
     Bad:
 
@@ -240,7 +240,7 @@ class SFTPredictNeedsGenerate(Rule):
     """SFT with ``do_predict: true`` but without ``predict_with_generate``.
 
     Predictions are written by generating text; ``get_train_args`` raises "Please enable `predict_with_generate`
-    to save model predictions." (llamafactory_checks.md #68).
+    to save model predictions.".
 
     Bad:
 
@@ -287,8 +287,7 @@ class LoadBestModelRmPpo(Rule):
     """``load_best_model_at_end`` with ``stage: rm`` or ``stage: ppo``.
 
     The RM and PPO trainers save value heads next to the model, which the "best checkpoint" reload does not
-    restore. ``get_train_args`` raises "RM and PPO stages do not support `load_best_model_at_end`."
-    (llamafactory_checks.md #71).
+    restore. ``get_train_args`` raises "RM and PPO stages do not support `load_best_model_at_end`.".
 
     Bad:
 
@@ -327,7 +326,7 @@ class PPONeedsDoTrain(Rule):
     """``stage: ppo`` without ``do_train: true``.
 
     The PPO workflow only trains; ``get_train_args`` raises "PPO training does not support evaluation, use the SFT
-    stage to evaluate models." (llamafactory_checks.md #72).
+    stage to evaluate models.".
 
     Bad:
 
@@ -371,7 +370,7 @@ class PPOShiftAttn(Rule):
     """``shift_attn`` (S²-Attn) with ``stage: ppo``.
 
     PPO generates with the policy model, which shifted short attention does not support. ``get_train_args``
-    raises "PPO training is incompatible with S^2-Attn." (llamafactory_checks.md #73).
+    raises "PPO training is incompatible with S^2-Attn.".
 
     Bad:
 
@@ -408,8 +407,7 @@ class PPOLoraRewardBackend(Rule):
     """PPO with a LoRA reward model on KTransformers (``use_kt``) or Unsloth (``use_unsloth``).
 
     A LoRA reward model is attached as a second adapter, which neither backend supports. ``get_train_args``
-    raises "KTransformers does not support lora reward model." / "Unsloth does not support lora reward model."
-    (llamafactory_checks.md #74-75).
+    raises "KTransformers does not support lora reward model." / "Unsloth does not support lora reward model.".
 
     Bad:
 
@@ -452,7 +450,7 @@ class PPOReportTo(Rule):
     """PPO logging to a tracker other than wandb, TensorBoard or Trackio.
 
     The PPO trainer drives its own loop and only knows those loggers. ``get_train_args`` raises "PPO only accepts
-    wandb, tensorboard, or trackio logger." (llamafactory_checks.md #76). In transformers 4 an unset ``report_to``
+    wandb, tensorboard, or trackio logger.". In transformers 4 an unset ``report_to``
     means every tracker installed in the environment (#142), so a PPO run fails as soon as, say, mlflow or swanlab
     is installed; that case is a warning, since the linter cannot see the environment.
 
@@ -517,7 +515,7 @@ class PPOEvalData(Rule):
     """PPO with an evaluation set (``eval_dataset`` or ``val_size``).
 
     The PPO trainer has no evaluation loop: ``CustomPPOTrainer`` raises "PPOTrainer does not support eval dataset
-    yet." (``train/ppo/trainer.py``; llamafactory_checks.md #166) after the policy, reference and reward models
+    yet." (``train/ppo/trainer.py``) after the policy, reference and reward models
     have been loaded.
 
     Bad:
@@ -560,7 +558,7 @@ class PPOResume(Rule):
     """LoRA PPO with ``resume_from_checkpoint``.
 
     ``CustomPPOTrainer.ppo_train`` raises "`resume_from_checkpoint` will be supported in the future version."
-    (``train/ppo/trainer.py``; llamafactory_checks.md #166). For freeze/full PPO LLaMA-Factory drops the
+    (``train/ppo/trainer.py``). For freeze/full PPO LLaMA-Factory drops the
     setting instead (LF rule).
 
     Bad:
@@ -599,7 +597,7 @@ class PredictWithGenerateZero3(Rule):
     """``predict_with_generate`` under DeepSpeed ZeRO-3.
 
     Generation with parameters sharded by ZeRO-3 is not supported by the SFT trainer; ``get_train_args`` raises
-    "`predict_with_generate` is incompatible with DeepSpeed ZeRO-3." (llamafactory_checks.md #82).
+    "`predict_with_generate` is incompatible with DeepSpeed ZeRO-3.".
 
     Bad:
 
@@ -641,7 +639,7 @@ class PredictWithGenerateAccuracy(Rule):
     """``predict_with_generate`` together with ``compute_accuracy``.
 
     Accuracy is computed from logits, which generation does not return. ``get_train_args`` raises "Cannot use
-    `predict_with_generate` and `compute_accuracy` together." (llamafactory_checks.md #83).
+    `predict_with_generate` and `compute_accuracy` together.".
 
     Bad:
 
@@ -782,3 +780,115 @@ class DPORefModelIgnored(Rule):
                     "so LLaMA-Factory ignores it",
                     hint=f"remove `{key}`, or use a reference-based loss (`sigmoid`, `ipo`, `hinge`)",
                 )
+
+
+def _reference_free(ctx: Context) -> bool:
+    """ORPO and SimPO train without a reference model (``FinetuningArguments.use_ref_model``)."""
+    loss = ctx.get("pref_loss")
+    return ctx.stage == "dpo" and isinstance(loss, str) and loss in ("orpo", "simpo")
+
+
+def _adapters_mergeable(ctx: Context) -> bool:
+    """Whether ``_setup_lora_tuning`` can merge adapters: not into a quantized model, under ZeRO-3, Unsloth or
+    KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""
+    if ctx.get("quantization_bit") is not None or ctx.flag("use_unsloth") or ctx.flag("use_kt"):
+        return False
+    return not (is_train_command(ctx) and ctx.zero3)
+
+
+class ReferenceIsBaseModel(Rule):
+    """DPO, KTO or PPO continuing a LoRA adapter (``adapter_name_or_path``) without ``ref_model``.
+
+    With ``finetuning_type: lora`` and no ``ref_model``, ``create_ref_model`` returns no reference model
+    (LLaMA-Factory v0.8.3-v0.9.5 ``src/llamafactory/train/trainer_utils.py`` ``create_ref_model``), and the
+    trainers compute the reference log-probabilities with the policy's adapter disabled
+    (``CustomDPOTrainer.compute_reference_log_probs`` and ``CustomKTOTrainer.compute_reference_log_probs``,
+    ``unwrap_model(model).disable_adapter()``; TRL's ``PPOTrainer`` the same through ``optional_peft_ctx``). The
+    adapter being trained is the last one of ``adapter_name_or_path`` (``_setup_lora_tuning`` in
+    ``model/adapter.py`` resumes it), so the reference is the base model, not the SFT model the adapter made: the
+    KL term and DPO's implicit reward are measured against the base model, and the run starts far from its own
+    reference.
+
+    Give the reference explicitly: ``ref_model`` set to the base model with ``ref_model_adapters`` set to the SFT
+    adapter, or to the SFT model merged with ``llamafactory-cli export``. ``create_new_adapter: true`` also works
+    where the adapter can be merged (not with ``quantization_bit``, DeepSpeed ZeRO-3 or Unsloth): the SFT adapter is
+    merged into the weights and a new adapter is trained, so disabling it gives the SFT model. ORPO and SimPO use no
+    reference and are not flagged.
+
+    Bad:
+
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct
+    adapter_name_or_path: saves/llama3-8b/lora/sft
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    ```
+
+    Good:
+
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct
+    adapter_name_or_path: saves/llama3-8b/lora/sft
+    ref_model: meta-llama/Meta-Llama-3-8B-Instruct
+    ref_model_adapters: saves/llama3-8b/lora/sft
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    ```
+    """
+
+    code = "STAGE018"
+    name = "reference-is-base-model"
+    severity = Severity.WARNING
+    fixable = "unsafe"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.stage not in ("dpo", "kto", "ppo") or _reference_free(ctx) or not ctx.is_training:
+            return
+        if ctx.finetuning_type != "lora" or ctx.get("ref_model") not in (None, ""):
+            return
+        names = adapters(ctx)
+        if not names or not names[-1]:
+            return
+        mergeable = _adapters_mergeable(ctx)
+        if mergeable and ctx.flag("create_new_adapter"):
+            return  # every adapter is merged into the weights: disabling the new one gives the SFT model
+        last = names[-1]
+        merged = f" with {keys_text(names[:-1])} merged" if len(names) > 1 else ""
+        effect = {
+            "dpo": "DPO's implicit reward and its KL regularisation are measured against the base model",
+            "kto": "KTO's implicit reward and its KL term are measured against the base model",
+            "ppo": "PPO's KL penalty pulls the policy toward the base model",
+        }[ctx.stage]
+        hint = "set `ref_model` to the base model with `ref_model_adapters` set to the SFT adapter, or to the SFT model merged with `llamafactory-cli export`"
+        if mergeable:
+            hint += "; or set `create_new_adapter: true` to merge the adapter and train a new one on top"
+        yield Finding(
+            key="adapter_name_or_path",
+            also=("stage",),
+            message=f"`stage: {ctx.stage}` trains the LoRA adapter `{last}` without `ref_model`: LLaMA-Factory's "
+            f"reference is then the policy with that adapter disabled, i.e. the base model{merged}, not the SFT "
+            f"model, so {effect}",
+            hint=hint,
+            fix=_reference_fix(ctx),
+        )
+
+
+def _reference_fix(ctx: Context) -> Fix | None:
+    """Add ``ref_model: <model_name_or_path>`` and ``ref_model_adapters: <adapter_name_or_path>`` after the adapters."""
+    model = ctx.get("model_name_or_path")
+    raw = ctx.get("adapter_name_or_path")
+    if not isinstance(model, str) or not model.strip() or not isinstance(raw, str) or not raw.strip():
+        return None
+    first = insert_key(ctx, "ref_model", yaml_scalar(model), "", after="adapter_name_or_path", safe=False)
+    (edit,) = first.edits
+    newline = "\r\n" if edit.content.endswith("\r\n") else "\n"
+    body = edit.content.lstrip("\r\n")
+    indent = body[: len(body) - len(body.lstrip(" "))]
+    content = f"{edit.content}{indent}ref_model_adapters: {yaml_scalar(raw)}{newline}"
+    return Fix(
+        "add `ref_model` (the base model) and `ref_model_adapters` (the SFT adapter)",
+        (Edit(edit.start, edit.end, content),),
+        safe=False,
+    )

@@ -14,6 +14,7 @@ from pathlib import PurePath
 from typing import NamedTuple
 
 from tuner.config.context import Context
+from tuner.config.versions import v
 from tuner.lint.fixes import insert_key, remove_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity
 
@@ -51,6 +52,71 @@ def _templates() -> dict[str, tuple[bool, bool, str]]:
     from tuner.config._templates_data import TEMPLATES
 
     return TEMPLATES
+
+
+def _stop_words(name: str) -> tuple[tuple[str, ...], bool]:
+    """The template's stop words and whether the first one replaces the tokenizer's EOS (``replace_eos``)."""
+    from tuner.config._templates_data import STOP_WORDS
+
+    return STOP_WORDS.get(name, ((), False))
+
+
+def eos_word(ctx: Context, name: str) -> str | None:
+    """The token the template puts where each answer (or, in ``pt``, each document) ends, when it is not the
+    tokenizer's own EOS; None when the template keeps the tokenizer's EOS.
+
+    ``Template.fix_special_tokens`` (``data/template.py``) makes the first stop word of a ``replace_eos`` template
+    the tokenizer's EOS for every stage. Pre-training appends ``tokenizer.eos_token`` to each document, except that
+    since LLaMA-Factory v0.8.2 the ``llama3`` template appends the text ``<|end_of_text|>`` instead
+    (``data/processor/pretrain.py`` ``PretrainDatasetProcessor.preprocess_dataset``; ``preprocess_pretrain_dataset``
+    before v0.9.2).
+    """
+    if ctx.stage == "pt" and name == "llama3" and ctx.lf >= v("0.8.2"):
+        return "<|end_of_text|>"
+    stops, replace = _stop_words(name)
+    return stops[0] if replace and stops else None
+
+
+def _family_words(ctx: Context, name: str) -> set[str]:
+    """The special words a family's own template uses: its stop words and its EOS."""
+    words = set(_stop_words(name)[0])
+    eos = eos_word(ctx, name)
+    if eos:
+        words.add(eos)
+    return words
+
+
+def foreign_eos(ctx: Context, name: str, model: HubModel) -> str | None:
+    """The EOS ``template: name`` imposes when it is no token of the model's family, else None.
+
+    The model's family is the template LLaMA-Factory registers for it (``extras/constants.py``); a token that
+    family's template never uses is not in its tokenizer, so LLaMA-Factory adds it as a new, untrained token.
+    """
+    reg = model.template
+    if not reg or reg not in _templates() or same_family(name, reg):
+        return None
+    eos = eos_word(ctx, name)
+    if eos is None or eos in _family_words(ctx, reg):
+        return None
+    return eos
+
+
+def _embeddings_trained(ctx: Context) -> bool:
+    """Whether the token embeddings and the LM head train, so a new or untrained token can be learned.
+
+    Full fine-tuning trains them; LoRA does with ``resize_vocab`` (``_setup_lora_tuning`` then adds the embedding
+    modules to ``additional_target``) or an explicit ``additional_target``; freeze tuning with
+    ``freeze_extra_modules``.
+    """
+    ft = ctx.finetuning_type
+    if ft == "full":
+        return True
+    if ft == "lora":
+        targets = ctx.as_list("additional_target")
+        return ctx.flag("resize_vocab") or any(t in ("embed_tokens", "lm_head", "wte", "output") for t in targets)
+    if ft == "freeze":
+        return any(t in ("embed_tokens", "lm_head") for t in ctx.as_list("freeze_extra_modules"))
+    return False
 
 
 def template_info(name: str) -> TemplateInfo | None:
@@ -116,7 +182,8 @@ def _family(name: str) -> str:
 
 
 def same_family(a: str, b: str) -> bool:
-    """``llama2``/``llama3``, ``qwen``/``qwen2_vl``, ``deepseek``/``deepseekr1`` share a family; ``qwen``/``llama3`` don't."""
+    """``llama2``/``llama3``, ``qwen``/``qwen2_vl``, ``deepseek``/``deepseekr1`` share a family; ``qwen``/``llama3``
+    don't."""
     fa, fb = _family(a), _family(b)
     return fa.startswith(fb) or fb.startswith(fa)
 
@@ -138,8 +205,8 @@ def _uses_template(ctx: Context) -> bool:
 class UnknownTemplate(Rule):
     """``template`` is not a template LLaMA-Factory registers.
 
-    LLaMA-Factory stops when it builds the dataset: "Template X does not exist." (``data/template.py``;
-    llamafactory_checks.md #143), after the model and tokenizer have loaded. Template names are lower case with
+    LLaMA-Factory stops when it builds the dataset: "Template X does not exist." (``data/template.py``), after the
+    model and tokenizer have loaded. Template names are lower case with
     underscores (``llama3``, ``qwen3_nothink``, ``qwen2_vl``); model versions such as Qwen2.5 use the family's
     template (``qwen``). Case and separator slips are fixed safely.
 
@@ -202,9 +269,9 @@ class MissingTemplate(Rule):
 
     Without ``template`` the command line never picks one from the model name: LLaMA-Factory parses the tokenizer's
     own ``chat_template`` if there is one, otherwise it uses the ``empty`` template, and only logs a warning
-    (``data/template.py``; llamafactory_checks.md #144). Base checkpoints usually have no chat template, so the
+    (``data/template.py``). Base checkpoints usually have no chat template, so the
     prompts and answers are concatenated without any separator. Name the template, and use the same one for
-    inference (lf_user_pain.md #4).
+    inference.
 
     Bad:
 
@@ -266,7 +333,7 @@ class TrainOnPromptEfficientEos(Rule):
     Templates with ``efficient_eos`` (``glm4``, ``chatglm3``, ``gemma2``, ``falcon``, ``yi_vl``, ``gpt_oss``, …)
     put the end-of-turn token at the start of the next turn, so the prompt cannot be part of the loss.
     LLaMA-Factory stops while building the dataset: "Current template does not support `train_on_prompt`."
-    (``data/template.py``; llamafactory_checks.md #145).
+    (``data/template.py``).
 
     Bad:
 
@@ -312,7 +379,7 @@ class ReasoningTemplateOnInstruct(Rule):
     Reasoning templates add ``<think>…</think>`` blocks to every answer, empty ones where the data has none. For a
     model without a thinking mode (Qwen3-Instruct-2507, Qwen3-VL-Instruct, Qwen3-Next-Instruct) that teaches it to
     emit empty think tags. Use the ``_nothink`` variant; ``enable_thinking: false`` still inserts empty think tags
-    into the prompt (lf_user_pain.md #5; hiyouga/LlamaFactory#9392, #8832, #10277; ``data/template.py``, #146).
+    into the prompt (hiyouga/LlamaFactory#9392, #8832, #10277; ``data/template.py``, #146).
 
     Bad:
 
@@ -370,14 +437,24 @@ class ReasoningTemplateOnInstruct(Rule):
 
 
 class TemplateModelMismatch(Rule):
-    """A chat/instruct checkpoint trained with another family's template.
+    """A model trained with another family's template, or a chat checkpoint with another chat format.
 
     A chat model answers in the format it was tuned on. SFT with another family's template (``llama3`` for
     Qwen2.5-Instruct) or a generic one (``default``) teaches a new format on top of the old one: repetition,
-    endless generation, or answers that never stop (lf_user_pain.md #4; hiyouga/LlamaFactory#6736, #3813). The
-    model is looked up in LLaMA-Factory's model table (``extras/constants.py``) by hub id, HF cache path, or a
-    directory named like the repository. Another family is an error; a generic template, or another template
-    of the same family, is a warning.
+    endless generation, or answers that never stop (hiyouga/LlamaFactory#6736, #3813). The model is looked up in
+    LLaMA-Factory's model table (``extras/constants.py``) by hub id, HF cache path, or a directory named like the
+    repository. Another family is an error; a generic template, or another template of the same family, is a
+    warning.
+
+    The template's end-of-turn token matters for every model and every stage, ``pt`` included:
+    ``Template.fix_special_tokens`` (``data/template.py``, LLaMA-Factory v0.8.x-v0.9.x) makes the first stop word
+    of a ``replace_eos`` template (``qwen``, ``llama3``, ``chatml``, ``gemma``, ``phi``, …) the tokenizer's EOS,
+    and pre-training appends that EOS to every document (``PretrainDatasetProcessor.preprocess_dataset``; the
+    ``llama3`` template appends the text ``<|end_of_text|>``). When that token belongs to another family it is
+    not in the model's vocabulary: LLaMA-Factory adds it as a new, untrained token (or, for ``<|end_of_text|>``,
+    it is split into plain text), so every answer or document ends with a marker the model never learned. For a
+    base model in SFT that is a warning (``resize_vocab: true`` says the new token is intended); in ``pt`` use
+    ``default`` or ``empty``, which keep the tokenizer's own EOS.
 
     Bad:
 
@@ -387,12 +464,24 @@ class TemplateModelMismatch(Rule):
     template: llama3
     ```
 
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B
+    stage: pt
+    template: qwen
+    ```
+
     Good:
 
     ```yaml
     model_name_or_path: Qwen/Qwen2.5-7B-Instruct
     stage: sft
     template: qwen
+    ```
+
+    ```yaml
+    model_name_or_path: meta-llama/Meta-Llama-3-8B
+    stage: pt
+    template: default
     ```
     """
 
@@ -403,10 +492,16 @@ class TemplateModelMismatch(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
-        if name is None or template_info(name) is None or not _uses_template(ctx):
+        if name is None or template_info(name) is None:
             return
         model = _model(ctx)
-        if model is None or not model.chat or not model.template or model.template not in _templates():
+        if model is None or not model.template or model.template not in _templates():
+            return
+        if not _uses_template(ctx):
+            yield from self._pretraining(ctx, name, model)
+            return
+        if not model.chat:
+            yield from self._base(ctx, name, model)
             return
         reg = model.template
         if name == reg or _base_name(name) == _base_name(reg):
@@ -452,21 +547,76 @@ class TemplateModelMismatch(Rule):
             fix=fix,
         )
 
+    @staticmethod
+    def _eos_effect(eos: str) -> str:
+        if eos == "<|end_of_text|>":
+            return f"the text `{eos}`, which the tokenizer splits into ordinary pieces"
+        return f"`{eos}`, which LLaMA-Factory adds to the tokenizer as a new token with an untrained embedding"
+
+    def _pretraining(self, ctx: Context, name: str, model: HubModel) -> Iterator[Finding]:
+        eos = foreign_eos(ctx, name, model)
+        if eos is None:
+            return
+        yield Finding(
+            key="template",
+            also=("model_name_or_path", "stage"),
+            message=f"`template: {name}` with `stage: pt`: every document ends with {self._eos_effect(eos)}; it is "
+            f"no token of {model.hub_id}'s family (`{model.template}`), so the model never learns where a document "
+            "ends",
+            hint="use `template: default` (or `empty`) for pre-training: it keeps the tokenizer's own EOS",
+            fix=replace_value(ctx, "template", "default", "set `template: default`", safe=False),
+        )
+
+    def _base(self, ctx: Context, name: str, model: HubModel) -> Iterator[Finding]:
+        eos = foreign_eos(ctx, name, model)
+        if eos is None or ctx.flag("resize_vocab"):
+            return
+        yield Finding(
+            key="template",
+            also=("model_name_or_path",),
+            severity=Severity.WARNING,
+            message=f"`template: {name}` ends every answer with {self._eos_effect(eos)}; it is no token of "
+            f"{model.hub_id}'s family (`{model.template}`), so the model has to learn to emit an unknown token "
+            "to stop",
+            hint=f"use a template that keeps the tokenizer's EOS (`default`, `alpaca`) or the family's own "
+            f"(`{model.template}`); if the new token is intended, set `resize_vocab: true`",
+            fix=replace_value(ctx, "template", "default", "set `template: default`", safe=False),
+        )
+
+
+#: Base checkpoints whose chat markers are in the vocabulary but untrained, with the public sources saying so.
+_UNTRAINED_MARKERS: tuple[tuple[str, re.Pattern[str], str, str], ...] = (
+    (
+        "llama3",
+        re.compile(r"(?i)^meta-llama/(meta-)?llama-3(\.1)?-(8|70|405)b$"),
+        "`<|eot_id|>`, `<|start_header_id|>` and `<|end_header_id|>`",
+        "hiyouga/LlamaFactory#5593, unslothai/unsloth#658",
+    ),
+)
+
 
 class ChatTemplateOnBaseModel(Rule):
-    """A chat template on a base (pre-trained only) checkpoint.
+    """A chat template whose markers are untrained in the base checkpoint, with the embeddings frozen.
 
-    A base model has never seen its family's chat markers (``<|eot_id|>``, ``<|im_end|>``), so after SFT with the
-    chat template it often does not stop generating. LLaMA-Factory's README and maintainers advise ``default``,
-    ``alpaca`` or ``empty`` for base models ("use `default` template for llama3 base models",
-    hiyouga/LlamaFactory#5593; lf_user_pain.md #4), or starting from the Instruct checkpoint. If you train the
-    chat format on purpose, train long enough and use the same template for inference.
+    Llama 3 and 3.1 base checkpoints have the chat markers of the ``llama3`` template (``<|eot_id|>``,
+    ``<|start_header_id|>``, ``<|end_header_id|>``) in their vocabulary, but their embeddings were never trained:
+    only the Instruct checkpoints learned them. LoRA (and freeze tuning) keep the embedding and output rows frozen,
+    so the model cannot learn to emit ``<|eot_id|>``, the EOS the template sets, and after SFT it does not stop
+    generating. LLaMA-Factory's maintainers advise ``default`` for Llama 3 base models (hiyouga/LlamaFactory#5593);
+    unsloth refuses such a run ("Untrained tokens found", unslothai/unsloth#658). Train the embeddings
+    (``resize_vocab: true`` or ``additional_target: embed_tokens,lm_head``, or full fine-tuning), use ``default``,
+    or start from the Instruct checkpoint.
+
+    The rule is limited to checkpoints whose markers are known to be untrained. Other base models are not flagged:
+    Qwen2/Qwen2.5 base checkpoints (Coder and Math included) ship the ChatML markers in their tokenizer, and Qwen
+    documents fine-tuning them with the chat template. A template from another family is TMPL005's finding.
 
     Bad:
 
     ```yaml
     model_name_or_path: meta-llama/Meta-Llama-3-8B
     stage: sft
+    finetuning_type: lora
     template: llama3
     ```
 
@@ -475,7 +625,15 @@ class ChatTemplateOnBaseModel(Rule):
     ```yaml
     model_name_or_path: meta-llama/Meta-Llama-3-8B
     stage: sft
+    finetuning_type: lora
     template: default
+    ```
+
+    ```yaml
+    model_name_or_path: Qwen/Qwen2.5-7B
+    stage: sft
+    finetuning_type: lora
+    template: qwen
     ```
     """
 
@@ -491,11 +649,19 @@ class ChatTemplateOnBaseModel(Rule):
         model = _model(ctx)
         if model is None or model.chat or model.multimodal:
             return  # multimodal groups apply their template to every checkpoint
-        yield Finding(
-            key="template",
-            also=("model_name_or_path",),
-            message=f"`template: {name}` is a chat template, but {model.hub_id} is a base checkpoint that never saw "
-            "its chat markers: after SFT it often does not stop generating",
-            hint="use `template: default` (or `alpaca`/`empty`) for a base model, or start from the Instruct checkpoint",
-            fix=replace_value(ctx, "template", "default", "set `template: default`", safe=False),
-        )
+        if _embeddings_trained(ctx):
+            return
+        for template, hub, markers, sources in _UNTRAINED_MARKERS:
+            if _base_name(name) != template or not hub.match(model.hub_id):
+                continue
+            yield Finding(
+                key="template",
+                also=("model_name_or_path",),
+                message=f"`template: {name}` uses {markers}, which {model.hub_id} has in its vocabulary but never "
+                f"trained; with `finetuning_type: {ctx.finetuning_type}` their embeddings stay frozen, so after SFT "
+                f"the model does not learn to stop ({sources})",
+                hint="use `template: default` (or `alpaca`) for a base model, start from the Instruct checkpoint, or "
+                "train the embeddings (`resize_vocab: true`)",
+                fix=replace_value(ctx, "template", "default", "set `template: default`", safe=False),
+            )
+            return

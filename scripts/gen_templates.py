@@ -8,6 +8,7 @@ imports in a few milliseconds:
 
 * ``TEMPLATES``: template name -> (reasoning, efficient_eos, mm_plugin)
 * ``HUB_TEMPLATES``: hub id -> (registered template or None, is a chat/instruct checkpoint, multimodal)
+* ``STOP_WORDS``: template name -> (stop words, replace_eos), for templates that have stop words
 
 ``--check`` exits 1 when the committed module differs from what the source would generate.
 """
@@ -55,7 +56,12 @@ def build(source: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted({t for t, _, _ in hub.values() if t is not None and t not in templates})
     if unknown:
         raise SystemExit(f"hub ids map to templates that are not registered: {', '.join(unknown)}")
-    return {"templates": dict(sorted(templates.items())), "hub": hub}
+    stops = {
+        t["name"]: (tuple(t.get("stop_words") or ()), bool(t.get("replace_eos")))
+        for t in source["templates"]
+        if t.get("stop_words")
+    }
+    return {"templates": dict(sorted(templates.items())), "hub": hub, "stops": dict(sorted(stops.items()))}
 
 
 def render(data: dict[str, Any], origin: str) -> str:
@@ -70,6 +76,10 @@ def render(data: dict[str, Any], origin: str) -> str:
         "#: Hugging Face hub id -> (template LLaMA-Factory registers or None, chat/instruct checkpoint, multimodal)",
         "HUB_TEMPLATES: dict[str, tuple[str | None, bool, bool]] = "
         + pprint.pformat(data["hub"], width=120, sort_dicts=False),
+        "",
+        "#: template name -> (stop words, replace_eos: the first stop word becomes the tokenizer's EOS)",
+        "STOP_WORDS: dict[str, tuple[tuple[str, ...], bool]] = "
+        + pprint.pformat(data["stops"], width=120, sort_dicts=False),
         "# fmt: on",
         "",
     ]

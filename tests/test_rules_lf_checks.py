@@ -228,6 +228,43 @@ def test_dpo_reference_free_loss_ignores_ref_model() -> None:
     assert not fired("stage: dpo\npref_loss: sigmoid\nref_model: m\n", "STAGE017")
 
 
+_CONTINUE_SFT = "model_name_or_path: base\nadapter_name_or_path: saves/sft\ndo_train: true\nfinetuning_type: lora\n"
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto", "ppo"])
+def test_reference_is_the_base_model_when_continuing_an_sft_adapter(stage: str) -> None:
+    """LoRA with no ref_model: the reference is the policy with its adapter disabled, i.e. the base model."""
+    text = _CONTINUE_SFT + f"stage: {stage}\n"
+    (v,) = fired(text, "STAGE018")
+    assert v.severity is Severity.WARNING and v.line == 2 and "adapter disabled" in v.message
+    assert "base model" in v.message and "create_new_adapter" in v.hint
+    fixed = fix_text(text, select="STAGE018", unsafe=True)
+    assert "ref_model: base\nref_model_adapters: saves/sft\n" in fixed
+    assert not fired(fixed, "STAGE018")
+
+
+def test_reference_rule_quiet_where_the_reference_is_the_sft_model() -> None:
+    text = _CONTINUE_SFT + "stage: dpo\n"
+    assert not fired(text + "ref_model: sft-merged\n", "STAGE018")
+    assert not fired(text + "create_new_adapter: true\n", "STAGE018")  # the SFT adapter is merged first
+    assert not fired(text + "pref_loss: simpo\n", "STAGE018")  # reference-free
+    assert not fired(text.replace("do_train: true\n", ""), "STAGE018")  # eval: the model itself is the reference
+    assert not fired(text.replace("finetuning_type: lora", "finetuning_type: full"), "STAGE018")
+    assert not fired(text.replace("adapter_name_or_path: saves/sft\n", ""), "STAGE018")
+    assert not fired(_CONTINUE_SFT + "stage: sft\n", "STAGE018")
+
+
+def test_reference_rule_when_the_adapter_cannot_be_merged(tmp_path: Path) -> None:
+    """A quantized model (or ZeRO-3) resumes the last adapter even with create_new_adapter."""
+    text = _CONTINUE_SFT + "stage: dpo\ncreate_new_adapter: true\n"
+    (v,) = fired(text + "quantization_bit: 4\n", "STAGE018")
+    assert "create_new_adapter" not in v.hint
+    (tmp_path / "z3.json").write_text('{"zero_optimization": {"stage": 3}}')
+    assert fired(text + "deepspeed: z3.json\n", "STAGE018", path=tmp_path / "run.yaml")
+    (v,) = fired(_CONTINUE_SFT.replace("saves/sft", "saves/a,saves/sft") + "stage: kto\n", "STAGE018")
+    assert "`saves/sft`" in v.message and "`saves/a` merged" in v.message
+
+
 # -- DSET --------------------------------------------------------------------------------------------------------
 def test_val_size_needs_dataset_and_excludes_eval_dataset() -> None:
     assert fired("val_size: 0.1\n", "DSET001")

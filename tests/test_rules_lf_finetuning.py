@@ -176,6 +176,34 @@ def test_llama_pro_layers_is_skipped_without_a_model(tmp_path: Path) -> None:
     assert "FT015" in result.skipped and not result.violations
 
 
+@pytest.mark.parametrize("layers", [28, 40, -28, -100])
+def test_freeze_layers_selecting_every_layer(monkeypatch: pytest.MonkeyPatch, layers: int) -> None:
+    """Positive N trains the last N layers, negative the first N; |N| >= the layer count trains them all."""
+    text = f"model_name_or_path: m\ndo_train: true\nfinetuning_type: freeze\nfreeze_trainable_layers: {layers}\n"
+    with_model(monkeypatch, num_hidden_layers=28)
+    (v,) = fired(text, "FT018")
+    assert v.severity is Severity.WARNING and v.line == 4 and "has 28" in v.message and "every decoder layer" in v.message
+    assert ("last" if layers > 0 else "first") in v.message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["freeze_trainable_layers: 27\n", "freeze_trainable_layers: -27\n", "freeze_trainable_layers: 0\n", "",
+     "freeze_trainable_layers: 28\nuse_llama_pro: true\n",  # LLaMA Pro reads N as a group count (FT015)
+     "freeze_trainable_layers: .inf\n", "freeze_trainable_layers: [28]\n"],  # odd values: the key schema's finding
+)  # fmt: skip
+def test_freeze_layers_below_the_layer_count(monkeypatch: pytest.MonkeyPatch, extra: str) -> None:
+    with_model(monkeypatch, num_hidden_layers=28)
+    assert not fired("model_name_or_path: m\ndo_train: true\nfinetuning_type: freeze\n" + extra, "FT018")
+    assert not fired("model_name_or_path: m\nfinetuning_type: freeze\nfreeze_trainable_layers: 28\n", "FT018")
+
+
+def test_freeze_layers_is_skipped_without_a_model(tmp_path: Path) -> None:
+    text = "model_name_or_path: ./no-such-model\ndo_train: true\nfinetuning_type: freeze\nfreeze_trainable_layers: 99\n"
+    result = lint_result(text, path=tmp_path / "run.yaml", select=["FT018"])
+    assert "FT018" in result.skipped and not result.violations
+
+
 # -- QUANT -------------------------------------------------------------------------------------------------------
 def test_verify_model_args_quantization_checks() -> None:
     assert fired("quantization_bit: 4\nfinetuning_type: freeze\n", "QUANT001")
@@ -227,6 +255,36 @@ def test_quantization_method_without_on_the_fly_support() -> None:
     (v,) = fired("quantization_bit: 4\nquantization_method: awq\n", "QUANT010")
     assert v.severity is Severity.WARNING
     assert not fired("quantization_method: awq\n", "QUANT010")
+    assert not fired("quantization_bit: 4\nquantization_method: hqq\n", "QUANT010")
+
+
+def test_one_finding_for_a_quantization_method_outside_the_choices() -> None:
+    """One finding per value: KEY003 checks only the choices upstream converts (not quantization_method), so an
+    unknown method is QUANT010's; the other release's bitsandbytes spelling is KEY003's."""
+    text = "quantization_bit: 4\nquantization_method: bitsandbytes4\n"
+    found = [(v.code, v.line) for v in lint_text(text, select=["KEY003", "QUANT010"])]
+    assert found == [("QUANT010", 2)]
+    text = "quantization_bit: 4\nquantization_method: bitsandbytes\n"
+    found = [(v.code, v.line) for v in lint_text(text, select=["KEY003", "QUANT010"])]
+    assert found == [("KEY003", 2)]
+    found = [(v.code, v.line) for v in lint_text("quantization_bit: 4\nquantization_method: gptq\n", select=["KEY003", "QUANT010"])]
+    assert found == [("QUANT010", 2)]
+
+
+def test_bitsandbytes_spelling_follows_the_target_version() -> None:
+    """`bitsandbytes` up to LLaMA-Factory 0.9.2, `bnb` from 0.9.3: the default and the bit check follow."""
+    (v,) = fired("quantization_bit: 2\n", "QUANT008", llamafactory="0.9.2")
+    assert "`quantization_method: bitsandbytes` (the default)" in v.message
+    assert fired("quantization_bit: 2\nquantization_method: bitsandbytes\n", "QUANT008", llamafactory="0.8.3")
+    assert not fired("quantization_bit: 2\nquantization_method: bitsandbytes\n", "QUANT008")  # not bnb at 0.9.5
+    (v,) = fired("quantization_bit: 4\nquantization_method: eetq\n", "QUANT008", llamafactory="0.9.0")
+    assert "`quantization_method: bitsandbytes`" in v.hint
+
+
+def test_quantization_rules_survive_odd_values() -> None:
+    text = "do_train: true\nquantization_bit: 4\nquantization_method: [bnb]\nuse_dora: true\n"
+    for code in ("QUANT008", "QUANT009", "QUANT010", "QUANT013"):
+        assert not fired(text, code)
 
 
 def test_export_quantization_bits() -> None:
@@ -255,6 +313,9 @@ def test_dora_with_on_the_fly_quantization() -> None:
     assert not fired(text + "adapter_name_or_path: a\n", "QUANT013")
     assert fired(text + "adapter_name_or_path: a\ncreate_new_adapter: true\n", "QUANT013")
     assert not fired(text.replace("do_train: true\n", ""), "QUANT013")
+    # Up to v0.9.2 the constant was `bitsandbytes`, transformers' own name: bitsandbytes DoRA ran; HQQ never did.
+    assert not fired(text, "QUANT013", llamafactory="0.9.2")
+    assert fired(text + "quantization_method: hqq\n", "QUANT013", llamafactory="0.9.2")
 
 
 def test_pissa_under_zero3(ds: Path) -> None:

@@ -185,13 +185,26 @@ def test_deepspeed_on_one_gpu_needs_force_torchrun(tmp_path: Path) -> None:
     p = write(tmp_path, LF_Z3)
     [one] = found(p, "DS006", gpus=1)
     assert one.severity is Severity.WARNING and "FORCE_TORCHRUN=1" in one.message and one.path.name == "run.yaml"
-    [unknown] = found(p, "DS006")
-    assert "unknown" in unknown.message
     assert found(p, "DS006", gpus=1, env={"FORCE_TORCHRUN": "1"}) == []
     assert found(p, "DS006", env={"FORCE_TORCHRUN": "true"}) == []
     assert found(p, "DS006", gpus=8) == []
     assert found(p, "DS006", env={"CUDA_VISIBLE_DEVICES": "0,1"}) == []
     assert found(p, "DS006", env={"CUDA_VISIBLE_DEVICES": "3"})
+
+
+def test_deepspeed_torchrun_rule_skips_when_the_gpu_count_is_unknown(tmp_path: Path) -> None:
+    """Without --gpus the launch cannot be judged: the rule is listed as skipped, not guessed (nor reported)."""
+    p = write(tmp_path, LF_Z3)
+    result = lint_file(p, rules_for(["DS006"]), LintOptions(env={}, cwd=tmp_path))
+    assert [v.code for v in result.violations] == []
+    assert "--gpus" in result.skipped["DS006"]
+
+
+def test_deepspeed_torchrun_rule_is_silent_on_multi_node_and_ray_launches(tmp_path: Path) -> None:
+    p = write(tmp_path, LF_Z3)
+    assert found(p, "DS006", gpus=1, nodes=2) == []
+    assert found(p, "DS006", gpus=1, env={"USE_RAY": "1"}) == []
+    assert found(p, "DS006", gpus=1, env={"USE_MCA": "1"}) == []
 
 
 # -- DS007 ------------------------------------------------------------------------------------------------

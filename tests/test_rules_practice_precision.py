@@ -174,6 +174,67 @@ def test_prec005_needs_the_model() -> None:
     assert result.violations == [] and "model" in result.skipped["PREC005"]
 
 
+# -- PREC006 --------------------------------------------------------------------------------------------------
+
+
+def gemma2_dir(tmp_path: Path, dtype: str | None = "float32", model_type: str = "gemma2") -> str:
+    d = tmp_path / f"{model_type}-{dtype}"
+    d.mkdir()
+    cfg: dict[str, Any] = {**LLAMA, "model_type": model_type, "architectures": ["Gemma2ForCausalLM"]}
+    if dtype:
+        cfg["torch_dtype"] = dtype
+    (d / "config.json").write_text(json.dumps(cfg))
+    return str(d)
+
+
+def test_fp16_on_gemma2_stored_in_fp32(tmp_path: Path) -> None:
+    """Gemma 2 stores float32 weights, so PREC005 cannot see it; PREC006 knows the family overflows fp16."""
+    text = "stage: sft\ndo_train: true\nfp16: true\n"
+    model = gemma2_dir(tmp_path)
+    [v] = found(text, "PREC006", model=model)
+    assert v.severity is Severity.WARNING and v.line == 3 and "gemma2" in v.message and "float32" in v.message
+    assert found(text, "PREC005", model=model) == []  # one problem, one finding
+    assert fix_text(text, select=["PREC006"], model=model, unsafe=True) == "stage: sft\ndo_train: true\nbf16: true\n"
+    [t4] = found(text, "PREC006", model=model, hw="t4")
+    assert t4.fix is None and "no bf16" in (t4.hint or "")
+
+
+def test_gemma2_from_the_catalog_is_known_to_store_fp32() -> None:
+    text = "model_name_or_path: google/gemma-2-9b\nstage: sft\ndo_train: true\nfp16: true\n"
+    [v] = found(text, "PREC006")
+    assert "float32" in v.message
+
+
+def test_no_precision_key_loads_gemma2_in_fp16(tmp_path: Path) -> None:
+    """Without bf16/fp16 LLaMA-Factory's infer_optim_dtype picks fp16 for a float32 checkpoint."""
+    text = "stage: sft\ndo_train: true\n"
+    model = gemma2_dir(tmp_path)
+    [v] = found(text, "PREC006", model=model)
+    assert "loads it in float16" in v.message and "infer_optim_dtype" in v.message
+    assert fix_text(text, select=["PREC006"], model=model, unsafe=True) == text + "bf16: true\n"
+    [unstated] = found(text, "PREC006", model=gemma2_dir(tmp_path, None))
+    assert "no stored dtype" in unstated.message
+
+
+@pytest.mark.parametrize(
+    ("text", "dtype", "model_type"),
+    [("stage: sft\ndo_train: true\nbf16: true\n", "float32", "gemma2"),
+     ("stage: sft\ndo_train: true\nfp16: true\n", "bfloat16", "gemma2"),  # PREC005's finding
+     ("stage: sft\ndo_train: true\n", "bfloat16", "gemma2"),  # loaded in bf16 where the GPU has it
+     ("stage: sft\ndo_train: true\nfp16: true\n", "float32", "llama"),
+     ("stage: sft\ndo_train: true\nuse_cpu: true\n", "float32", "gemma2")],
+)  # fmt: skip
+def test_fp16_unstable_family_fine_cases(tmp_path: Path, text: str, dtype: str, model_type: str) -> None:
+    assert found(text, "PREC006", model=gemma2_dir(tmp_path, dtype, model_type)) == []
+
+
+def test_precision_hints_say_what_llamafactory_loads(tmp_path: Path) -> None:
+    [v] = found("stage: sft\nfp16: true\n", "PREC005", model=str(model_dir(tmp_path, "bfloat16")), hw="t4")
+    assert "loads the model in fp16 even without `fp16`" in (v.hint or "")
+    [v] = found("stage: sft\ndo_train: true\n", "PREC004")
+    assert "fp32" in v.message and "half precision" in v.message
+
+
 def test_precision_rules_only_apply_to_train_configs() -> None:
     # `export`/`infer` configs have no TrainingArguments: KEY001 reports bf16 there, not the PREC rules
     text = "stage: sft\nfp16: true\nbf16: true\n"

@@ -161,30 +161,76 @@ def test_matching_or_unknown_models_are_fine(model: str, template: str) -> None:
     assert found(cfg(model, template), "TMPL005") == []
 
 
-def test_no_template_check_for_pretraining() -> None:
-    assert found(cfg("Qwen/Qwen2.5-7B-Instruct", "llama3", stage="pt"), "TMPL005") == []
+@pytest.mark.parametrize(
+    ("model", "template", "eos"),
+    [("meta-llama/Meta-Llama-3-8B", "qwen", "`<|im_end|>`"),  # a new token in Llama 3's vocabulary
+     ("Qwen/Qwen2.5-7B", "llama3", "the text `<|end_of_text|>`"),  # pretrain.py appends it as text
+     ("Qwen/Qwen2.5-7B-Instruct", "llama3", "the text `<|end_of_text|>`"),
+     ("mistralai/Mistral-7B-v0.1", "chatml", "`<|im_end|>`")],
+)  # fmt: skip
+def test_pretraining_with_another_familys_eos(model: str, template: str, eos: str) -> None:
+    """`stage: pt` still uses the template's EOS: a foreign one ends every document with an unknown marker."""
+    text = cfg(model, template, stage="pt")
+    [v] = found(text, "TMPL005")
+    assert v.severity is Severity.ERROR and "`stage: pt`" in v.message and eos in v.message
+    assert fix_text(text, select=["TMPL005"], unsafe=True) == cfg(model, "default", stage="pt")
+
+
+@pytest.mark.parametrize(
+    ("model", "template"),
+    [("Qwen/Qwen2.5-7B", "qwen"), ("Qwen/Qwen2.5-7B", "chatml"),  # the family's own <|im_end|>
+     ("meta-llama/Meta-Llama-3-8B", "llama3"), ("meta-llama/Meta-Llama-3-8B", "default"),
+     ("meta-llama/Meta-Llama-3-8B", "alpaca"),  # keeps the tokenizer's EOS
+     ("01-ai/Yi-6B", "chatml"),  # Yi's template stops on <|im_end|> too
+     ("meta-llama/Meta-Llama-3-8B", "mistral"),  # no replace_eos: the tokenizer's EOS ends each document
+     ("org/unknown-model", "qwen")],
+)  # fmt: skip
+def test_pretraining_with_a_fitting_eos_is_fine(model: str, template: str) -> None:
+    assert found(cfg(model, template, stage="pt"), "TMPL005") == []
+
+
+def test_pretraining_llama3_eos_follows_the_version() -> None:
+    """Before LLaMA-Factory 0.8.2 pre-training appended the tokenizer's EOS, i.e. llama3's `<|eot_id|>`."""
+    [v] = found(cfg("Qwen/Qwen2.5-7B", "llama3", stage="pt"), "TMPL005", llamafactory="0.8.1")
+    assert "`<|eot_id|>`" in v.message
+
+
+def test_base_model_with_another_familys_eos_in_sft() -> None:
+    text = cfg("meta-llama/Meta-Llama-3-8B", "qwen")
+    [v] = found(text, "TMPL005")
+    assert v.severity is Severity.WARNING and "`<|im_end|>`" in v.message and "new token" in v.message
+    assert found(text + "resize_vocab: true\n", "TMPL005") == []  # the new token is intended
+    assert found(cfg("meta-llama/Meta-Llama-3-8B", "mistral"), "TMPL005") == []  # text markers, own EOS
 
 
 # -- TMPL006 --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "model",
-    ["meta-llama/Meta-Llama-3-8B", "/models/Meta-Llama-3-8B/", "/hf/hub/models--Qwen--Qwen2.5-7B/snapshots/abc"],
+    "model", ["meta-llama/Meta-Llama-3-8B", "/models/Meta-Llama-3-8B/", "meta-llama/Meta-Llama-3.1-70B"]
 )
-def test_chat_template_on_base_model(model: str) -> None:
-    template = "llama3" if "Llama" in model else "qwen"
-    text = cfg(model, template)
+def test_untrained_chat_markers_on_a_base_model(model: str) -> None:
+    text = cfg(model, "llama3")
     [v] = found(text, "TMPL006")
-    assert v.severity is Severity.WARNING and "base checkpoint" in v.message
+    assert v.severity is Severity.WARNING and "<|eot_id|>" in v.message and "never trained" in v.message
+    assert "#5593" in v.message
     assert fix_text(text, select=["TMPL006"], unsafe=True) == cfg(model, "default")
 
 
 @pytest.mark.parametrize(
-    ("model", "template", "stage"),
-    [("meta-llama/Meta-Llama-3-8B", "default", "sft"), ("meta-llama/Meta-Llama-3-8B", "alpaca", "sft"),
-     ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "sft"), ("meta-llama/Meta-Llama-3-8B", "llama3", "pt"),
-     ("google/paligemma2-3b-pt-224", "paligemma", "sft")],  # multimodal groups use their template on base models
+    ("model", "template", "stage", "extra"),
+    [("meta-llama/Meta-Llama-3-8B", "default", "sft", ""), ("meta-llama/Meta-Llama-3-8B", "alpaca", "sft", ""),
+     ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "sft", ""), ("meta-llama/Meta-Llama-3-8B", "llama3", "pt", ""),
+     ("google/paligemma2-3b-pt-224", "paligemma", "sft", ""),  # multimodal groups use their template on base models
+     # the embeddings train, so the markers can be learned
+     ("meta-llama/Meta-Llama-3-8B", "llama3", "sft", "finetuning_type: full\n"),
+     ("meta-llama/Meta-Llama-3-8B", "llama3", "sft", "resize_vocab: true\n"),
+     ("meta-llama/Meta-Llama-3-8B", "llama3", "sft", "additional_target: embed_tokens,lm_head\n"),
+     # Qwen2/2.5 base checkpoints (Coder, Math too) carry the ChatML markers: Qwen fine-tunes them with `qwen`
+     ("Qwen/Qwen2.5-7B", "qwen", "sft", ""), ("/hf/hub/models--Qwen--Qwen2.5-7B/snapshots/abc", "qwen", "sft", ""),
+     ("Qwen/Qwen2.5-Coder-7B", "qwen", "sft", ""), ("Qwen/Qwen2.5-Math-7B", "qwen", "sft", ""),
+     ("Qwen/Qwen2-7B", "qwen", "sft", ""),
+     ("meta-llama/Meta-Llama-3-8B", "qwen", "sft", "")],  # another family: TMPL005's finding
 )  # fmt: skip
-def test_base_model_fine_cases(model: str, template: str, stage: str) -> None:
-    assert found(cfg(model, template, stage=stage), "TMPL006") == []
+def test_base_model_fine_cases(model: str, template: str, stage: str, extra: str) -> None:
+    assert found(cfg(model, template, stage=stage, extra=extra), "TMPL006") == []

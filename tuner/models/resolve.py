@@ -509,6 +509,9 @@ def resolve_model_for_lint(
         info = _resolve(spec, Path(base_dir) if base_dir else None, Path(cwd) if cwd else None, env)
     except ModelError as exc:
         raise LookupError(f"model unknown: {exc.args[0]}") from None
+    except OSError as exc:  # a name too long for a path, an unreadable directory: a skip, not a crash
+        shown = spec if len(spec) <= 80 else spec[:77] + "..."
+        raise LookupError(f"model unknown: cannot look up `{shown}` ({exc.strerror or exc})") from None
     if info is not None:
         return info
     suggestions = _suggest(spec)
