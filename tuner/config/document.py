@@ -46,6 +46,17 @@ class Entry:
 
 
 @dataclass
+class Duplicate:
+    """A key written twice in one mapping. The later value is the one kept (``data`` holds it); ``first_*`` is
+    where the earlier one is, ``key_span`` where the later one is."""
+
+    path: str
+    first_key_span: Span
+    first_value_span: Span
+    key_span: Span
+
+
+@dataclass
 class Document:
     """The original text, the values as the consuming program reads them, and a key-path index."""
 
@@ -53,6 +64,13 @@ class Document:
     text: str
     data: dict[str, Any]
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: Keys written twice (the loader keeps the last value, as PyYAML does; a rule reports them).
+    duplicates: list[Duplicate] = field(default_factory=list)
+    #: The file began with a UTF-8 byte-order mark (``text`` does not hold it; a fix writes it back).
+    bom: bool = False
+    #: The offset of the closing ``}`` when the whole file is one flow mapping (JSON syntax), else None:
+    #: a key a fix adds goes inside the braces, not after them.
+    flow_end: int | None = None
     _line_starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
