@@ -228,3 +228,124 @@ def test_json_duplicate_in_deepspeed_file_is_reported_not_fatal(tmp_path: Path) 
     (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 3}})[:-1] + ', "zero_optimization": {}}')
     found = lint_text("stage: sft\ndeepspeed: ds.json\n", path=tmp_path / "run.yaml", env={})
     assert any(v.code == "FILE002" and "duplicate key" in v.message for v in found)
+
+
+# -- hostile inputs (issue 12): exit 0/1 with a report or exit 2 with one line, never a traceback or a hang ----
+BASE = "model_name_or_path: llama3-8b\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+
+
+def cfgtune(args: list[str], cwd: Path) -> tuple[int, str]:
+    from tuner.cli.tune import cli as tune_cli
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(tune_cli, args)
+    finally:
+        os.chdir(old)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, result.output
+
+
+def assert_one_line_error(code: int, out: str, words: str) -> None:
+    assert code == 2, out
+    assert words in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("!!float true", "not a valid float"),
+        ("!!int x", "not a valid int"),
+        ("!!bool 4", "not a valid bool"),
+        ("!!timestamp sft", "not a valid timestamp"),
+        ("9" * 5000, "too many digits"),
+    ],
+)
+def test_values_their_tag_cannot_hold(tmp_path: Path, value: str, words: str) -> None:
+    (tmp_path / "run.yaml").write_text(BASE + f"lora_rank: {value}\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, words)
+    assert "run.yaml:5:12:" in out
+    for args in (["estimate", "--hw", "h100", "run.yaml"], ["launch", "--dry-run", "run.yaml"]):
+        code, out = cfgtune(args, tmp_path)
+        assert_one_line_error(code, out, words)
+
+
+def _mapping_bomb(levels: int = 25) -> str:
+    out = "stage: sft\nm0: &m0 {x: 1, y: 2}\n"
+    for i in range(1, levels):
+        refs = ", ".join(f"k{j}: *m{i - 1}" for j in range(9))
+        out += f"m{i}: &m{i} {{{refs}}}\n"
+    return out
+
+
+def test_alias_bomb_of_mappings_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    (tmp_path / "run.yaml").write_text(_mapping_bomb())
+    start = time.monotonic()
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert time.monotonic() - start < 10
+    assert_one_line_error(code, out, "expands to more than")
+
+
+def test_fifo_and_devices_are_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "not a regular file")
+    code, out = run(["check", "--format", "concise", "/dev/zero"], tmp_path)
+    assert_one_line_error(code, out, "not a regular file")
+    code, out = cfgtune(["estimate", "--hw", "h100", "/dev/zero"], tmp_path)
+    assert_one_line_error(code, out, "not a regular file")
+
+
+def test_deeply_nested_deepspeed_json(tmp_path: Path) -> None:
+    (tmp_path / "ds.json").write_text('{"zero_optimization": ' + '{"x": ' * 5000 + "1" + "}" * 5001)
+    (tmp_path / "run.yaml").write_text(BASE + "deepspeed: ds.json\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 1 and "FILE002" in out and "nests more than" in out and "Traceback" not in out
+    code, out = cfgtune(["estimate", "--hw", "h100", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "ZeRO stage is unknown")
+    code, out = cfgtune(["launch", "--dry-run", "run.yaml"], tmp_path)
+    assert "Traceback" not in out and code in (0, 1, 2)
+
+
+def test_deeply_nested_yaml(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\ndeepspeed: " + "{a: " * 200 + "1" + "}" * 200 + "\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "nest")
+
+
+@pytest.mark.parametrize("stage", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_non_finite_zero_stage_in_a_json_file(tmp_path: Path, stage: str) -> None:
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": %s}}' % stage)
+    (tmp_path / "run.yaml").write_text(BASE + "deepspeed: ds.json\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 1 and "DS001" in out and "internal error" not in out
+    code, out = cfgtune(["estimate", "--hw", "h100", "run.yaml"], tmp_path)
+    assert code in (0, 1) and "Traceback" not in out
+
+
+@pytest.mark.parametrize("stage", [".inf", "-.inf", ".nan"])
+def test_non_finite_zero_stage_inline(tmp_path: Path, stage: str) -> None:
+    (tmp_path / "run.yaml").write_text(BASE + f"deepspeed: {{zero_optimization: {{stage: {stage}}}}}\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 1 and "DS001" in out and "internal error" not in out
+
+
+def test_list_where_a_string_is_expected(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text(BASE + "lr_scheduler_type: [a]\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 1 and "internal error" not in out
+
+
+def test_per_file_ignores_refuses_typos_and_knows_all(tmp_path: Path) -> None:
+    (tmp_path / "run.yaml").write_text("stage: sft\nlora_rnk: 8\n")
+    (tmp_path / ".cfglint.toml").write_text('[per-file-ignores]\n"run.yaml" = ["KEY01X"]\n')
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "unknown rule code or prefix: KEY01X")
+    (tmp_path / ".cfglint.toml").write_text('[per-file-ignores]\n"run.yaml" = ["ALL"]\n')
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code == 0 and "KEY001" not in out
