@@ -20,6 +20,7 @@ class InputError(Exception):
     def __init__(
         self, path: str | Path, message: str, line: int | None = None, column: int | None = None
     ) -> None:
+        message = " ".join(message.split()) if "\n" in message else message  # always one line
         super().__init__(message)
         self.path = str(path)
         self.message = message

@@ -146,7 +146,7 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
         except yaml.MarkedYAMLError as exc:
             raise _syntax_error(p, text, exc) from None
         except yaml.YAMLError as exc:
-            raise InputError(p, f"invalid YAML: {exc}") from None
+            raise _reader_error(p, text, exc) from None
         if node is None:
             raise InputError(p, "empty config (only comments): expected a mapping of LLaMA-Factory arguments")
         doc = Document(path=p, text=text, data={})
@@ -172,6 +172,17 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
         raise InputError(p, "YAML nests too deeply to be a training config") from None
     finally:
         loader.dispose()
+
+
+def _reader_error(path: Path, text: str, exc: yaml.YAMLError) -> InputError:
+    """PyYAML's reader errors (control characters) carry a character offset, not a mark: report its line."""
+    position = getattr(exc, "position", None)
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(position, int):
+        line = text[:position].count("\n") + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return InputError(path, f"invalid YAML: control character U+{char:04X} is not allowed", line=line, column=column)
+    return InputError(path, f"invalid YAML: {exc}")
 
 
 def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> InputError:
