@@ -592,7 +592,7 @@ class GaloreApolloOptim(Rule):
     code = "FT012"
     name = "galore-apollo-optim"
     severity = Severity.ERROR
-    fixable = "unsafe"
+    fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if not is_train_command(ctx):

@@ -194,10 +194,12 @@ def test_json_is_refused_together_with_the_yaml(tmp_path: Path) -> None:
     assert any("invalid JSON" in e for e in result.rule_errors)
 
 
-def test_ft012_is_listed_with_the_fix_it_offers(tmp_path: Path) -> None:
-    code, out = run(["rules", "--json"], tmp_path)
-    rules = {r["code"]: r for r in json.loads(out)}
-    assert rules["FT012"]["fix"] == "unsafe"
+def test_a_fix_that_would_empty_the_config_is_left_out(tmp_path: Path) -> None:
+    p = tmp_path / "run.yaml"
+    p.write_text("torch_empty_cache_steps: 0\n")
+    code, out = run(["check", "--select", "TRAIN007", "--fix", "--unsafe-fixes", "--format", "concise", "run.yaml"], tmp_path)
+    assert p.read_text() == "torch_empty_cache_steps: 0\n"
+    assert code in (0, 1) and "TRAIN007" in out
 
 
 def test_json_syntax_config_gets_keys_inside_the_braces(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ class FileResult:
     #: Other files the fixes change (the DeepSpeed JSON): original and fixed text, for ``--diff``.
     other_original: dict[Path, str] = field(default_factory=dict)
     other_fixed: dict[Path, str] = field(default_factory=dict)
+    fix_notes: list[str] = field(default_factory=list)  # fixes left out on purpose (the finding stays)
 
     @property
     def diff(self) -> str:
@@ -221,6 +222,9 @@ def _fix_loop(
             applied += n
         if applied == 0:
             break
+        if not _has_keys(new_text):  # removing the last key leaves no config: keep the key, report it
+            result.fix_notes.append("a fix was not applied: it would remove every key of the config")
+            break
         problem = _broken_by_fix(doc, new_text, new_others, result)
         if problem is not None:  # a fix must never break a file: keep what the earlier passes did
             result.rule_errors.append(f"a fix was not applied: {problem}")
@@ -264,6 +268,13 @@ def _broken_by_fix(doc: Document, text: str, others: dict[Path, str], result: Fi
         except ValueError as exc:
             return f"it would make {other} invalid JSON ({exc})"
     return None
+
+
+def _has_keys(text: str) -> bool:
+    try:
+        return bool(parse_config(text).data)
+    except InputError as exc:
+        return not exc.message.startswith("empty config")  # else broken, not empty: _broken_by_fix says how
 
 
 def _is_json(text: str) -> bool:
