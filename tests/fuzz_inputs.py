@@ -58,7 +58,7 @@ _COMMON = [
 ]  # fmt: skip
 _MODELS = ["qwen2.5-7b", "Qwen/Qwen2.5-7B-Instruct", "llama3-8b", "meta-llama/Meta-Llama-3-8B", "./model", "gemma2-9b", ""]
 
-_words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 _plain = st.from_regex(r"[a-z][a-z0-9_.\-/]{0,15}", fullmatch=True)
 
 

@@ -156,11 +156,11 @@ def test_yaml_and_json_are_written_together_or_not_at_all(cls: type[Rule], tmp_p
         real_replace = os.replace
         calls: list[str] = []
 
-        def flaky(src: str, dst: object, calls: list[str] = calls) -> None:
+        def flaky(src: str, dst: object, calls: list[str] = calls, real_replace: object = real_replace) -> None:
             calls.append(str(dst))
             if len(calls) == 2:
                 raise OSError(28, "No space left on device")
-            real_replace(src, dst)  # type: ignore[arg-type]
+            real_replace(src, dst)  # type: ignore[operator]
 
         monkeypatch.setattr(os, "replace", flaky)
         from tuner.lint.registry import load_registry as registry

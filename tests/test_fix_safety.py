@@ -183,7 +183,6 @@ def test_json_is_refused_together_with_the_yaml(tmp_path: Path) -> None:
 
         def check(self, ctx):  # type: ignore[no-untyped-def]
             yield Finding(key="stage", message="m", fix=Fix("yaml", (Edit(0, 0, "# ok\n"),)))
-            ds = ctx.deepspeed
             yield Finding(key=None, message="j", in_deepspeed=True,
                           fix=Fix("json", (Edit(0, 1, "["),)))  # fmt: skip
 

@@ -320,7 +320,7 @@ def test_deeply_nested_yaml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stage", ["Infinity", "-Infinity", "NaN", "1e400"])
 def test_non_finite_zero_stage_in_a_json_file(tmp_path: Path, stage: str) -> None:
-    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": %s}}' % stage)
+    (tmp_path / "ds.json").write_text(f'{{"zero_optimization": {{"stage": {stage}}}}}')
     (tmp_path / "run.yaml").write_text(BASE + "deepspeed: ds.json\n")
     code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
     assert code == 1 and "DS001" in out and "internal error" not in out
@@ -349,3 +349,17 @@ def test_per_file_ignores_refuses_typos_and_knows_all(tmp_path: Path) -> None:
     (tmp_path / ".cfglint.toml").write_text('[per-file-ignores]\n"run.yaml" = ["ALL"]\n')
     code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
     assert code == 0 and "KEY001" not in out
+
+
+def test_huge_integers_and_overlong_names_found_by_the_fuzzer(tmp_path: Path) -> None:
+    """An integer past float's range (LORA001 converted it) and a path component longer than any file name
+    (model and DeepSpeed lookups stat'ed it: ENAMETOOLONG)."""
+    big = "9" * 400
+    (tmp_path / "run.yaml").write_text(
+        f"stage: sft\ndo_train: true\nmodel_name_or_path: {big}\ndeepspeed: {'a' * 400}.json\nlora_rank: 8\nlora_alpha: {big}\n"
+    )
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert code in (0, 1) and "internal error" not in out and "FILE002" in out
+    for args in (["estimate", "--hw", "h100", "run.yaml"], ["launch", "--dry-run", "run.yaml"]):
+        code, out = cfgtune(args, tmp_path)
+        assert code in (1, 2) and "Traceback" not in out

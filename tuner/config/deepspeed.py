@@ -182,7 +182,10 @@ def load_deepspeed(
             problem=f"`deepspeed: {_shown(value)}` is not the path of a DeepSpeed JSON file",
         )  # fmt: skip
     value = value.strip()
-    found, tried = resolve_deepspeed_path(value, config_path, cwd)
+    try:
+        found, tried = resolve_deepspeed_path(value, config_path, cwd)
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in the path
+        found, tried = None, [Path(value[:80])]
     if found is None:
         name = bundled_name(value)
         if name is not None:

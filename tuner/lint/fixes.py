@@ -269,10 +269,8 @@ def _stage(path: Path, data: bytes) -> str:
 
 
 def _unlink(name: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(name)
-    except OSError:
-        pass
 
 
 def write_files(texts: dict[Path, str], boms: dict[Path, bool] | None = None) -> None:
@@ -307,10 +305,8 @@ def write_files(texts: dict[Path, str], boms: dict[Path, bool] | None = None) ->
         except BaseException:
             for target in reversed(done):
                 if target in backups:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.replace(backups.pop(target), target)
-                    except OSError:
-                        pass
             for tmp in staged.values():
                 _unlink(tmp)
             raise

@@ -41,7 +41,7 @@ class FileResult:
 
         pairs = [(self.path, self.original_text, self.fixed_text)]
         pairs += [(p, self.other_original.get(p), t) for p, t in self.other_fixed.items()]
-        out = []
+        out: list[str] = []
         for path, before, after in pairs:
             if before is None or after is None or before == after:
                 continue
