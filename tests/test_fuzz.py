@@ -7,7 +7,8 @@ click commands (fast), plus a few through real subprocesses with a memory limit 
 
 Inputs come from ``tests/fuzz_inputs.py``: documents built from the key schema, and mutations of the bundled
 examples. The default run is bounded to about two minutes; ``CFGTUNE_FUZZ_EXAMPLES=N`` runs N inputs across
-both modes (half each), e.g. ``CFGTUNE_FUZZ_EXAMPLES=10000 pytest tests/test_fuzz.py``.
+both modes (half each), e.g. ``CFGTUNE_FUZZ_EXAMPLES=10000 pytest tests/test_fuzz.py``, and
+``CFGTUNE_FUZZ_LOG=FILE`` appends a line for every input that kept the contract (progress of a long run).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def run_all(sample: FuzzInput, ws: dict[str, Path]) -> None:
             os.chdir(old)
         grew = _max_rss_mib() - rss_before
         assert grew < MEMORY_LIMIT_MIB, f"peak memory grew by {grew:.0f} MiB on {sample.config[:300]!r}"
+        if os.environ.get("CFGTUNE_FUZZ_LOG"):  # long runs: one line per input that kept the contract
+            with open(os.environ["CFGTUNE_FUZZ_LOG"], "a", encoding="utf-8") as log:
+                log.write(f"{sample.name}\t{len(sample.config)}\n")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
