@@ -88,8 +88,7 @@ class DuplicateKey(Rule):
 
 
 class DeepSpeedUnreadable(Rule):
-    """The ``deepspeed:`` config cannot be read: the path does not resolve here, or the file is not a DeepSpeed
-    config.
+    """The ``deepspeed:`` config cannot be read: not found here, or not a DeepSpeed config.
 
     LLaMA-Factory hands the path to transformers, which opens it relative to the directory the run is launched
     from, so a relative path that does not resolve where cfglint runs may still be right on the training
