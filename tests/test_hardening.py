@@ -354,12 +354,23 @@ def test_per_file_ignores_refuses_typos_and_knows_all(tmp_path: Path) -> None:
 def test_huge_integers_and_overlong_names_found_by_the_fuzzer(tmp_path: Path) -> None:
     """An integer past float's range (LORA001 converted it) and a path component longer than any file name
     (model and DeepSpeed lookups stat'ed it: ENAMETOOLONG)."""
-    big = "9" * 400
     (tmp_path / "run.yaml").write_text(
-        f"stage: sft\ndo_train: true\nmodel_name_or_path: {big}\ndeepspeed: {'a' * 400}.json\nlora_rank: 8\nlora_alpha: {big}\n"
+        f"stage: sft\ndo_train: true\nmodel_name_or_path: {'m' * 400}\ndeepspeed: {'a' * 400}.json\nlora_rank: 8\n"
+        f"lora_alpha: {'9' * 300}\n"
     )
     code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
     assert code in (0, 1) and "internal error" not in out and "FILE002" in out
     for args in (["estimate", "--hw", "h100", "run.yaml"], ["launch", "--dry-run", "run.yaml"]):
         code, out = cfgtune(args, tmp_path)
         assert code in (1, 2) and "Traceback" not in out
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "-" + "9" * 400, "[1, " + "9" * 400 + "]"])
+def test_integer_no_float_can_hold_is_one_line(tmp_path: Path, value: str) -> None:
+    """Found by the fuzzer (DSET001/2/5/10 converted `val_size` to float). No setting can use such a number."""
+    (tmp_path / "run.yaml").write_text(f"stage: sft\ndo_train: true\nval_size: {value}\n")
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "integer too large")
+    assert "run.yaml:3:11:" in out
+    code, out = cfgtune(["estimate", "--hw", "h100", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "integer too large")

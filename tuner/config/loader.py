@@ -246,6 +246,17 @@ def _construct(loader: Any, doc: Document, node: yaml.Node) -> Any:
         ) from None
 
 
+def _beyond_float(value: Any, depth: int = 0) -> bool:
+    """An integer no float can hold (over 308 digits), here or inside a list or mapping value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() > 1024
+    if depth < MAX_DEPTH and isinstance(value, list):
+        return any(_beyond_float(v, depth + 1) for v in value)
+    if depth < MAX_DEPTH and isinstance(value, dict):
+        return any(_beyond_float(v, depth + 1) for v in value.values())
+    return False
+
+
 def _walk_mapping(
     loader: Any, doc: Document, node: yaml.MappingNode, prefix: str, budget: list[int], depth: int = 0
 ) -> dict[str, Any]:
@@ -287,6 +298,14 @@ def _walk_mapping(
             value: Any = _walk_mapping(loader, doc, value_node, prefix=f"{path}.", budget=budget, depth=depth + 1)
         else:
             value = _construct(loader, doc, value_node)
+            if _beyond_float(value):
+                raise InputError(
+                    doc.path,
+                    f"`{path}`: an integer too large for any number LLaMA-Factory or transformers reads "
+                    "(it does not fit a float); YAML readers accept it, the run cannot use it",
+                    line=value_node.start_mark.line + 1,
+                    column=value_node.start_mark.column + 1,
+                )
             if isinstance(value_node, yaml.SequenceNode) and isinstance(value, list):
                 budget[0] -= len(value_node.value)
                 for i, item in enumerate(value_node.value[: len(value)]):
