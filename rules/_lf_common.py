@@ -44,7 +44,7 @@ def distributed(ctx: Context) -> bool | None:
     DeepSpeed only runs under torchrun (LLaMA-Factory refuses it otherwise), ``FORCE_TORCHRUN=1`` forces
     it, and the launcher uses torchrun whenever more than one device is visible.
     """
-    if ctx.deepspeed is not None or env_enabled(ctx, "FORCE_TORCHRUN") or ctx.options.nodes > 1:
+    if ctx.uses_deepspeed or env_enabled(ctx, "FORCE_TORCHRUN") or ctx.options.nodes > 1:
         return True
     if ctx.gpus is None:
         return None

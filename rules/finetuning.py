@@ -446,7 +446,7 @@ class LayerwiseDistributed(Rule):
 
 
 def _how(ctx: Context) -> str:
-    if ctx.deepspeed is not None:
+    if ctx.uses_deepspeed:
         return "DeepSpeed runs under torchrun"
     if ctx.options.nodes > 1:
         return f"{ctx.options.nodes} nodes"

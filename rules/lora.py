@@ -36,13 +36,13 @@ def _is_number(v: object) -> bool:
 
 def _intended(v: object) -> float | None:
     """A number as the user meant it: ``"16"`` is 16 here (KEY003 reports the quoting separately)."""
-    if _is_number(v):
-        return float(v)  # type: ignore[arg-type]
-    if isinstance(v, str):
-        try:
+    try:
+        if _is_number(v):
+            return float(v)  # type: ignore[arg-type]
+        if isinstance(v, str):
             return float(v.strip())
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):  # an integer past float's range is no rank or alpha anyone meant
+        return None
     return None
 
 

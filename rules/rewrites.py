@@ -36,7 +36,8 @@ def _set_string(ctx: Context, key: str, text: str, description: str) -> Fix | No
     entry = ctx.doc.entry(key)
     if entry is None:
         return None
-    return Fix(description, (Edit(entry.key_span.end.offset, entry.value_span.end.offset, f": {_string_value(text)}"),))
+    value = json.dumps(text) if ctx.doc.flow_end is not None else _string_value(text)  # a JSON-syntax config stays JSON
+    return Fix(description, (Edit(entry.key_span.end.offset, entry.value_span.end.offset, f": {value}"),))
 
 
 #: Keys whose value LLaMA-Factory ``.split(",")``s without checking that it is a string (``model_args.py``).

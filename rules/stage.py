@@ -883,6 +883,14 @@ def _reference_fix(ctx: Context) -> Fix | None:
         return None
     first = insert_key(ctx, "ref_model", yaml_scalar(model), "", after="adapter_name_or_path", safe=False)
     (edit,) = first.edits
+    if ctx.doc.flow_end is not None:  # JSON syntax: two flow entries at the same point, the second after a comma
+        (second,) = insert_key(ctx, "ref_model_adapters", yaml_scalar(raw), "", safe=False).edits
+        tail = second.content if second.content.lstrip(" ").startswith(",") else f", {second.content}"
+        return Fix(
+            "add `ref_model` (the base model) and `ref_model_adapters` (the SFT adapter)",
+            (Edit(edit.start, edit.end, edit.content + tail),),
+            safe=False,
+        )
     newline = "\r\n" if edit.content.endswith("\r\n") else "\n"
     body = edit.content.lstrip("\r\n")
     indent = body[: len(body) - len(body.lstrip(" "))]

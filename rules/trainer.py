@@ -244,7 +244,7 @@ class SchedulerNeedsEval(Rule):
             return
         sched = ctx.get("lr_scheduler_type")
         needs_eval = {"reduce_lr_on_plateau"} | ({"greedy"} if ctx.options.transformers_major >= 5 else set())
-        if sched in needs_eval and _strategy(ctx, "eval_strategy") == "no":
+        if isinstance(sched, str) and sched in needs_eval and _strategy(ctx, "eval_strategy") == "no":
             yield Finding(
                 key="lr_scheduler_type",
                 also=("eval_strategy",),

@@ -75,19 +75,27 @@ def test_usage_and_input_errors_exit_2(tmp_path: Path, args: list[str], words: s
 
 def test_malformed_yaml_is_one_line_and_exit_2(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
-    p.write_text("stage: sft\nlora_rank: 8\nlora_rank: 16\n")
+    p.write_text("stage: sft\nlora_rank: [8\n")
     code, out = run(["check", "--format", "concise", str(p)], tmp_path)
     assert code == 2
-    assert f"{p}:3:1:" in out and "duplicate key `lora_rank`" in out
+    assert f"{p}:" in out and "invalid YAML" in out
     assert "Traceback" not in out
 
 
-def test_missing_deepspeed_json_exit_2(tmp_path: Path) -> None:
-    p = tmp_path / "run.yaml"
-    p.write_text("stage: sft\ndeepspeed: ds_z3.json\n")
+def test_duplicate_key_is_a_finding_not_exit_2(tmp_path: Path) -> None:
+    p = tmp_path / "dup.yaml"
+    p.write_text("stage: sft\nlora_rank: 8\nlora_rank: 16\n")
     code, out = run(["check", "--format", "concise", str(p)], tmp_path)
-    assert code == 2
-    assert "ds_z3.json" in out and "not found" in out
+    assert code == 1
+    assert f"{p}:3:1: FILE001 `lora_rank` is set twice (first on line 2)" in out
+
+
+def test_missing_deepspeed_json_is_a_warning_and_linting_goes_on(tmp_path: Path) -> None:
+    p = tmp_path / "run.yaml"
+    p.write_text("stage: sft\ndeepspeed: ds_z3.json\nlora_rnk: 8\n")
+    code, out = run(["check", "--format", "concise", str(p)], tmp_path)
+    assert code == 1  # the unknown key below it is still found
+    assert "FILE002" in out and "ds_z3.json` not found here" in out and "KEY001" in out
 
 
 def test_fix_keeps_comments_and_relints(broken: Path, tmp_path: Path) -> None:

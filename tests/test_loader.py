@@ -69,8 +69,6 @@ def test_merge_keys_are_expanded() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ("lora_rank: 8\nlora_rank: 16\n", 2, "duplicate key `lora_rank` (first set on line 1)"),
-        ("a:\n  b: 1\n  b: 2\n", 3, "duplicate key `a.b`"),
         ("stage: sft\n\tlora_rank: 8\n", 2, "tab character"),
         ("- stage: sft\n", 1, "top level is a list"),
         ("just a string\n", 1, "top level is a single value"),
@@ -146,10 +144,23 @@ def test_deepspeed_json_is_found_relative_to_cwd_then_config(tmp_path: Path) -> 
     ],
 )
 def test_bad_deepspeed_json(tmp_path: Path, content: str | None, words: str) -> None:
+    """A DeepSpeed file that cannot be used is an unresolved config with the reason (rule FILE002), not an error."""
     if content is not None:
         (tmp_path / "ds.json").write_text(content)
-    with pytest.raises(InputError, match=words):
-        load_deepspeed("ds.json", tmp_path / "run.yaml", cwd=tmp_path)
+    ds = load_deepspeed("ds.json", tmp_path / "run.yaml", cwd=tmp_path)
+    assert ds.unresolved and ds.stage is None and ds.data == {}
+    assert ds.problem is not None and words in ds.problem
+
+
+def test_duplicate_keys_keep_the_last_value() -> None:
+    doc = parse_config("lora_rank: 8\nlora_rank: 16\na:\n  b: [1, 2]\n  b: [3]\n")
+    assert doc.data == {"lora_rank": 16, "a": {"b": [3]}}
+    assert [(d.path, d.first_key_span.start.line, d.key_span.start.line) for d in doc.duplicates] == [
+        ("lora_rank", 1, 2),
+        ("a.b", 4, 5),
+    ]
+    assert doc.entry("lora_rank").value_span.start.line == 2  # type: ignore[union-attr]
+    assert "a.b[1]" not in doc.entries  # the earlier list's items are forgotten
 
 
 _yaml_chars = st.sampled_from(list("abc: -[]{},#&*!|>'\"%@`\t\n 0123456789.eE+~?<=") + ["\x00", "\ufeff", "é"])

@@ -1,7 +1,8 @@
 """`cfglint`: lint LLaMA-Factory training configs. Runs in pre-commit and CI, so it must start fast.
 
 Exit codes: 0 clean or warnings only (``--strict`` makes warnings fail), 1 errors found, 2 usage or input
-error (unreadable file, malformed YAML, missing DeepSpeed JSON, unknown rule code, broken rule).
+error (unreadable file, malformed YAML, unknown rule code, broken rule). A duplicate key or a DeepSpeed
+JSON that cannot be read is a finding (FILE001, FILE002), not an exit 2.
 """
 
 from __future__ import annotations

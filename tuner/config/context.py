@@ -19,9 +19,17 @@ from tuner.config.kind import ConfigKind, detect_kind
 from tuner.config.resolved import RESOLVED_KEYS, ResolvedConfig, resolve
 from tuner.config.schema import Schema, load_schema
 from tuner.config.versions import TargetVersions, Version
-from tuner.lint.rule import Need
+from tuner.lint.rule import Need, SkipRule
 
 _UNSET: Any = object()
+
+
+class StageUnknown(SkipRule, LookupError):
+    """The ZeRO stage was asked for, but the DeepSpeed config the YAML names could not be read.
+
+    A rule that needs the stage is skipped with this reason (it is a :class:`SkipRule`), and lazy facts that
+    need it (the memory estimate) are unknown with this reason (it is a :class:`LookupError`): never a guess.
+    """
 
 
 @dataclass
@@ -40,6 +48,7 @@ class LintOptions:
     launch_dir_stated: bool = False  # the user said where the run is launched from (--data-root): cwd is known
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     target: TargetVersions = field(default_factory=TargetVersions)  # LLaMA-Factory and transformers versions
+    file_texts: dict[Path, str] = field(default_factory=dict)  # contents to read instead of the disk (fixes in flight)
 
     @property
     def transformers_major(self) -> int:
@@ -62,12 +71,18 @@ class Context:
         #: Set by the runner before rules that judge the run itself (``tuner.lint.runner.RunState``).
         self.run: Any = None
         self.deepspeed: DeepSpeedConfig | None = None
+        #: A `deepspeed:` that names a config cfglint could not read: DeepSpeed is in use, its stage unknown.
+        self.deepspeed_unresolved: DeepSpeedConfig | None = None
         ds = doc.data.get("deepspeed")
-        if ds is not None:
-            entry = doc.entry("deepspeed")
-            line = entry.value_span.start.line if entry else None
-            # A missing or invalid JSON is an input error (exit 2), raised here before any rule runs.
-            self.deepspeed = load_deepspeed(ds, doc.path, key_line=line, cwd=self.options.cwd)
+        if ds:  # transformers tests `if self.deepspeed:`, so "" and {} mean no DeepSpeed
+            loaded = load_deepspeed(
+                ds, doc.path, cwd=self.options.cwd, llamafactory=self.options.target.llamafactory,
+                texts=self.options.file_texts,
+            )  # fmt: skip
+            if loaded.unresolved:
+                self.deepspeed_unresolved = loaded
+            else:
+                self.deepspeed = loaded
 
     # -- target versions ---------------------------------------------------------------------------------
     @property
@@ -163,8 +178,19 @@ class Context:
         return (self.stage == "pt") if v is None else bool(v)
 
     @property
+    def uses_deepspeed(self) -> bool:
+        """Whether the run uses DeepSpeed, whether or not cfglint could read its config."""
+        return self.deepspeed is not None or self.deepspeed_unresolved is not None
+
+    @property
     def zero_stage(self) -> int | None:
-        """The DeepSpeed ZeRO stage, 0 for DeepSpeed without ZeRO, None without DeepSpeed."""
+        """The DeepSpeed ZeRO stage, 0 for DeepSpeed without ZeRO, None without DeepSpeed.
+
+        Raises :class:`StageUnknown` when the YAML names a DeepSpeed config that could not be read, so a rule
+        that needs the stage is skipped instead of judging the run as if it had no DeepSpeed.
+        """
+        if self.deepspeed_unresolved is not None:
+            raise StageUnknown(f"the ZeRO stage is unknown: {self.deepspeed_unresolved.problem}")
         return None if self.deepspeed is None else self.deepspeed.stage
 
     @property

@@ -20,6 +20,7 @@ class InputError(Exception):
     def __init__(
         self, path: str | Path, message: str, line: int | None = None, column: int | None = None
     ) -> None:
+        message = " ".join(message.split()) if "\n" in message else message  # always one line
         super().__init__(message)
         self.path = str(path)
         self.message = message
@@ -46,6 +47,17 @@ class Entry:
 
 
 @dataclass
+class Duplicate:
+    """A key written twice in one mapping. The later value is the one kept (``data`` holds it); ``first_*`` is
+    where the earlier one is, ``key_span`` where the later one is."""
+
+    path: str
+    first_key_span: Span
+    first_value_span: Span
+    key_span: Span
+
+
+@dataclass
 class Document:
     """The original text, the values as the consuming program reads them, and a key-path index."""
 
@@ -53,6 +65,13 @@ class Document:
     text: str
     data: dict[str, Any]
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: Keys written twice (the loader keeps the last value, as PyYAML does; a rule reports them).
+    duplicates: list[Duplicate] = field(default_factory=list)
+    #: The file began with a UTF-8 byte-order mark (``text`` does not hold it; a fix writes it back).
+    bom: bool = False
+    #: The offset of the closing ``}`` when the whole file is one flow mapping (JSON syntax), else None:
+    #: a key a fix adds goes inside the braces, not after them.
+    flow_end: int | None = None
     _line_starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:

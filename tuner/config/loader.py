@@ -9,21 +9,38 @@ LLaMA-Factory loads a config with ``OmegaConf.load`` and hands ``OmegaConf.to_co
 
 and it refuses duplicate keys. We compose the node tree (for positions) with the same resolvers and then
 construct each value, so values here are exactly what LLaMA-Factory's dataclasses receive.
+
+Duplicate keys are not an input error here: LLaMA-Factory before v0.9.4 read the file with ``yaml.safe_load``
+(v0.9.2/v0.9.3 ``src/llamafactory/hparams/parser.py`` ``read_args``; earlier ``HfArgumentParser.parse_yaml_file``),
+which keeps the last value, and v0.9.4 switched to ``OmegaConf.load``, which refuses the file. The loader keeps
+the last value, records every duplicate in ``Document.duplicates``, and rule FILE001 reports it with the
+severity of the target version.
+
+Whatever the text, loading ends in a :class:`Document` or an :class:`InputError` (exit 2, one line): values
+that do not match an explicit tag (``!!float true``), integers past Python's digit limit, aliases that expand
+to an enormous tree, nesting beyond any real config, and files that are not regular files (a FIFO,
+``/dev/zero``) are all input errors, never a traceback or a hang.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tuner.config.document import Document, Entry, InputError
+from tuner.config.document import Document, Duplicate, Entry, InputError
 from tuner.config.positions import Span
 
 #: Training configs are a few KiB; anything this large is almost certainly the wrong file.
 MAX_BYTES = 2 * 1024 * 1024
+#: A config has a few dozen keys; aliases that repeat mappings can make a small file expand without bound.
+MAX_ENTRIES = 20_000
+#: Nesting levels of mappings; LLaMA-Factory configs nest two or three (an inline DeepSpeed config).
+MAX_DEPTH = 64
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 _OMEGACONF_FLOAT = re.compile(
@@ -51,28 +68,48 @@ LLaMAFactoryLoader.yaml_implicit_resolvers = {
 }
 
 
-def read_text(path: str | Path, *, what: str = "config", max_bytes: int = MAX_BYTES) -> str:
-    """Read a small UTF-8 text file, turning every way it can be unreadable into an :class:`InputError`."""
+def read_bytes(path: str | Path, *, what: str = "config", max_bytes: int = MAX_BYTES) -> bytes:
+    """Read a small regular file, turning every way it can be unreadable into an :class:`InputError`.
+
+    Only regular files are read: a FIFO would block forever and ``/dev/zero`` never ends. At most
+    ``max_bytes + 1`` bytes are read, so a file whose size ``stat`` misreports cannot exhaust memory.
+    """
     p = Path(path)
     try:
-        if p.is_dir():
-            raise InputError(p, f"is a directory, not a {what} file")
-        size = p.stat().st_size
+        st = p.stat()
     except FileNotFoundError:
         raise InputError(p, f"{what} file not found") from None
     except PermissionError:
         raise InputError(p, f"cannot read {what} file: permission denied") from None
     except OSError as exc:
         raise InputError(p, f"cannot read {what} file: {exc.strerror or exc}") from None
-    if size > max_bytes:
-        raise InputError(
-            p, f"file is {size / 1024 / 1024:.1f} MiB; a {what} is a few KiB, so this is probably the wrong file"
-        )
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(p, f"is a directory, not a {what} file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(p, f"not a regular file (a pipe, socket or device), not a {what} file")
+    if st.st_size > max_bytes:
+        raise InputError(p, _too_big(st.st_size, what))
     try:
-        raw = p.read_bytes()
+        # O_NONBLOCK: should the path turn into a FIFO after the check, opening it must not wait for a writer.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except PermissionError:
+        raise InputError(p, f"cannot read {what} file: permission denied") from None
     except OSError as exc:
         raise InputError(p, f"cannot read {what} file: {exc.strerror or exc}") from None
-    return decode_text(raw, p, what=what)
+    if len(raw) > max_bytes:
+        raise InputError(p, _too_big(len(raw), what))
+    return raw
+
+
+def _too_big(size: int, what: str) -> str:
+    return f"file is {size / 1024 / 1024:.1f} MiB; a {what} is a few KiB, so this is probably the wrong file"
+
+
+def read_text(path: str | Path, *, what: str = "config", max_bytes: int = MAX_BYTES) -> str:
+    """Read a small UTF-8 text file (a leading byte-order mark is dropped); see :func:`read_bytes`."""
+    return decode_text(read_bytes(path, what=what, max_bytes=max_bytes), Path(path), what=what)
 
 
 def decode_text(raw: bytes, path: str | Path, *, what: str = "config") -> str:
@@ -89,7 +126,10 @@ def decode_text(raw: bytes, path: str | Path, *, what: str = "config") -> str:
 def load_config(path: str | Path) -> Document:
     """Load a training config file (YAML, or JSON which LLaMA-Factory reads the same way)."""
     p = Path(path)
-    return parse_config(read_text(p), p)
+    raw = read_bytes(p)
+    doc = parse_config(decode_text(raw, p), p)
+    doc.bom = raw.startswith(b"\xef\xbb\xbf")
+    return doc
 
 
 def parse_config(text: str, path: str | Path = "<string>") -> Document:
@@ -106,7 +146,7 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
         except yaml.MarkedYAMLError as exc:
             raise _syntax_error(p, text, exc) from None
         except yaml.YAMLError as exc:
-            raise InputError(p, f"invalid YAML: {exc}") from None
+            raise _reader_error(p, text, exc) from None
         if node is None:
             raise InputError(p, "empty config (only comments): expected a mapping of LLaMA-Factory arguments")
         doc = Document(path=p, text=text, data={})
@@ -118,8 +158,11 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
                 line=node.start_mark.line + 1,
                 column=node.start_mark.column + 1,
             )
+        if node.flow_style:
+            end = doc.offset(node.end_mark.line, node.end_mark.column) - 1
+            doc.flow_end = end if 0 <= end < len(text) and text[end] == "}" else None
         try:
-            doc.data = _walk_mapping(loader, doc, node, prefix="")
+            doc.data = _walk_mapping(loader, doc, node, prefix="", budget=[MAX_ENTRIES])
         except yaml.MarkedYAMLError as exc:
             raise _syntax_error(p, text, exc) from None
         except yaml.YAMLError as exc:
@@ -129,6 +172,17 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
         raise InputError(p, "YAML nests too deeply to be a training config") from None
     finally:
         loader.dispose()
+
+
+def _reader_error(path: Path, text: str, exc: yaml.YAMLError) -> InputError:
+    """PyYAML's reader errors (control characters) carry a character offset, not a mark: report its line."""
+    position = getattr(exc, "position", None)
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(position, int):
+        line = text[:position].count("\n") + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return InputError(path, f"invalid YAML: control character U+{char:04X} is not allowed", line=line, column=column)
+    return InputError(path, f"invalid YAML: {exc}")
 
 
 def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> InputError:
@@ -173,32 +227,88 @@ def _pairs(loader: Any, node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.No
     return list(node.value)
 
 
-def _walk_mapping(loader: Any, doc: Document, node: yaml.MappingNode, prefix: str) -> dict[str, Any]:
-    seen: dict[str, yaml.Node] = {}
-    for key_node, _ in node.value:
+def _construct(loader: Any, doc: Document, node: yaml.Node) -> Any:
+    """Build a value; a value its explicit tag cannot hold (``!!int x``) is an input error, not a traceback."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+        shown = doc.text[doc.offset(node.start_mark.line, node.start_mark.column) :].split("\n", 1)[0].strip()
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        why = "an integer with too many digits" if "digits" in str(exc) else f"not a valid {node.tag.rsplit(':', 1)[-1]}"
+        raise InputError(
+            doc.path,
+            f"invalid YAML value `{shown}`: {why}; YAML readers (LLaMA-Factory's too) stop on it",
+            line=node.start_mark.line + 1,
+            column=node.start_mark.column + 1,
+        ) from None
+
+
+def _beyond_float(value: Any, depth: int = 0) -> bool:
+    """An integer no float can hold (over 308 digits), here or inside a list or mapping value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() > 1024
+    if depth < MAX_DEPTH and isinstance(value, list):
+        return any(_beyond_float(v, depth + 1) for v in value)
+    if depth < MAX_DEPTH and isinstance(value, dict):
+        return any(_beyond_float(v, depth + 1) for v in value.values())
+    return False
+
+
+def _walk_mapping(
+    loader: Any, doc: Document, node: yaml.MappingNode, prefix: str, budget: list[int], depth: int = 0
+) -> dict[str, Any]:
+    if depth >= MAX_DEPTH:
+        raise InputError(
+            doc.path,
+            f"mappings nest more than {MAX_DEPTH} levels deep; a training config nests two or three",
+            line=node.start_mark.line + 1,
+            column=node.start_mark.column + 1,
+        )
+    seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    duplicated: set[str] = set()
+    for key_node, value_node in node.value:
         if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
             name = str(key_node.value)
             if name in seen:
-                first = seen[name].start_mark.line + 1
-                where = f"{prefix}{name}"
-                raise InputError(
-                    doc.path,
-                    f"duplicate key `{where}` (first set on line {first}): LLaMA-Factory's loader refuses the file, "
-                    "and other YAML readers silently keep the last value; keep one",
-                    line=key_node.start_mark.line + 1,
-                    column=key_node.start_mark.column + 1,
+                first_key, first_value = seen[name]
+                doc.duplicates.append(
+                    Duplicate(f"{prefix}{name}", _span(doc, first_key), _span(doc, first_value), _span(doc, key_node))
                 )
-            seen[name] = key_node
+                duplicated.add(name)
+            seen[name] = (key_node, value_node)
     result: dict[str, Any] = {}
     for key_node, value_node in _pairs(loader, node):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise InputError(
+                doc.path,
+                f"the YAML expands to more than {MAX_ENTRIES} keys (aliases repeating mappings); "
+                "a training config has a few dozen",
+                line=key_node.start_mark.line + 1,
+            )
         name = _key_name(key_node)
         path = f"{prefix}{name}"
+        if name in duplicated and name in result:  # the later value wins: forget what the earlier one indexed
+            for stale in [k for k in doc.entries if k.startswith((f"{path}.", f"{path}["))]:
+                del doc.entries[stale]
         if isinstance(value_node, yaml.MappingNode):
-            value: Any = _walk_mapping(loader, doc, value_node, prefix=f"{path}.")
+            value: Any = _walk_mapping(loader, doc, value_node, prefix=f"{path}.", budget=budget, depth=depth + 1)
         else:
-            value = loader.construct_object(value_node, deep=True)
-            if isinstance(value_node, yaml.SequenceNode):
-                for i, item in enumerate(value_node.value):
+            value = _construct(loader, doc, value_node)
+            if _beyond_float(value):
+                raise InputError(
+                    doc.path,
+                    f"`{path}`: an integer too large for any number LLaMA-Factory or transformers reads "
+                    "(it does not fit a float); YAML readers accept it, the run cannot use it",
+                    line=value_node.start_mark.line + 1,
+                    column=value_node.start_mark.column + 1,
+                )
+            if isinstance(value_node, yaml.SequenceNode) and isinstance(value, list):
+                budget[0] -= len(value_node.value)
+                for i, item in enumerate(value_node.value[: len(value)]):
                     item_path = f"{path}[{i}]"
                     if item_path not in doc.entries:
                         s = _span(doc, item)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tuner.config.document import Document, InputError
 from tuner.config.kind import ConfigKind
-from tuner.config.loader import load_config, parse_config
+from tuner.config.loader import decode_text, load_config, parse_config, read_bytes
 from tuner.config.schema import RENAMED, load_schema
 from tuner.config.context import Context, LintOptions
-from tuner.lint.fixes import apply_edits, write_atomic
+from tuner.lint.fixes import apply_edits, write_files
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity, SkipRule, Violation
 from tuner.lint.suppress import Suppressions, parse_suppressions
 
@@ -32,21 +32,27 @@ class FileResult:
     rule_errors: list[str] = field(default_factory=list)
     suppressed: int = 0
     kind: ConfigKind | None = None  # what the file is for (train, export, infer, eval) and why
+    #: Other files the fixes change (the DeepSpeed JSON): original and fixed text, for ``--diff``.
+    other_original: dict[Path, str] = field(default_factory=dict)
+    other_fixed: dict[Path, str] = field(default_factory=dict)
+    fix_notes: list[str] = field(default_factory=list)  # fixes left out on purpose (the finding stays)
 
     @property
     def diff(self) -> str:
-        if self.original_text is None or self.fixed_text is None or self.original_text == self.fixed_text:
-            return ""
         import difflib
 
-        return "".join(
-            difflib.unified_diff(
-                self.original_text.splitlines(keepends=True),
-                self.fixed_text.splitlines(keepends=True),
-                fromfile=f"a/{self.path}",
-                tofile=f"b/{self.path}",
+        pairs = [(self.path, self.original_text, self.fixed_text)]
+        pairs += [(p, self.other_original.get(p), t) for p, t in self.other_fixed.items()]
+        out: list[str] = []
+        for path, before, after in pairs:
+            if before is None or after is None or before == after:
+                continue
+            out.extend(
+                difflib.unified_diff(
+                    before.splitlines(keepends=True), after.splitlines(keepends=True), fromfile=f"a/{path}", tofile=f"b/{path}"
+                )
             )
-        )
+        return "".join(out)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for v in self.violations if v.severity is severity)
@@ -208,7 +214,13 @@ def lint_file(
     unsafe_fixes: bool = False,
     write: bool = True,
 ) -> FileResult:
-    """Lint one file. With ``fix``, apply fixes until none apply, then lint the result once more."""
+    """Lint one file. With ``fix``, apply fixes until none apply, then lint the result once more.
+
+    Fixes are worked out in memory, over the YAML and the DeepSpeed JSON it names together (each re-lint reads
+    the JSON as fixed so far), and then checked: the YAML must still parse, a JSON file must still be JSON, and
+    a config written in JSON syntax must stay JSON. Only then are the files written, all or none
+    (:func:`tuner.lint.fixes.write_files`), keeping each file's byte-order mark, line ends, mode and symlinks.
+    """
     result = FileResult(path=path)
     try:
         doc = load_config(path)
@@ -216,42 +228,102 @@ def lint_file(
         lint_document(doc, rules, options, result)
         if not fix or result.not_a_config:
             return result
-        text = doc.text
-        other_files: dict[Path, str] = {}
-        for _ in range(MAX_FIX_PASSES):
-            edits = [
-                e
-                for v in result.violations
-                if v.fix is not None and (v.fix.safe or unsafe_fixes)
-                for e in v.fix.edits
-            ]
-            if not edits:
-                break
-            own = [e for e in edits if e.path is None or Path(e.path) == path]
-            applied = 0
-            if own:
-                text, applied = apply_edits(text, own)
-            for other in {Path(e.path) for e in edits if e.path is not None and Path(e.path) != path}:
-                base = other_files.get(other) or other.read_text(encoding="utf-8")
-                other_files[other], n = apply_edits(base, [e for e in edits if e.path is not None and Path(e.path) == other])
-                applied += n
-                if write:
-                    write_atomic(other, other_files[other])
-            if applied == 0:
-                break
-            result.fixes_applied += applied
-            try:
-                new_doc = parse_config(text, path)
-            except InputError as exc:  # a fix must never break the file; keep the original
-                result.rule_errors.append(f"a fix produced invalid YAML and was not written: {exc}")
-                return result
-            fresh = FileResult(path=path)
-            lint_document(new_doc, rules, options, fresh)
-            result.violations, result.skipped = fresh.violations, fresh.skipped
-            result.rule_errors.extend(fresh.rule_errors)
-        result.fixed_text = text
-        if write and text != result.original_text:
-            write_atomic(path, text)
+        _fix_loop(doc, rules, options, result, unsafe_fixes=unsafe_fixes, write=write)
     except InputError as exc:
         result.error = exc
     return result
+
+
+def _fix_loop(
+    doc: Document, rules: list[Rule], options: LintOptions, result: FileResult, *, unsafe_fixes: bool, write: bool
+) -> None:
+    import dataclasses
+
+    path = doc.path
+    text = doc.text
+    others: dict[Path, str] = {}  # fixed text of other files so far
+    boms: dict[Path, bool] = {path: doc.bom}
+    applied_total = 0
+    for _ in range(MAX_FIX_PASSES):
+        edits = [e for v in result.violations if v.fix is not None and (v.fix.safe or unsafe_fixes) for e in v.fix.edits]
+        if not edits:
+            break
+        own = [e for e in edits if e.path is None or Path(e.path) == path]
+        applied = 0
+        new_text = text
+        if own:
+            new_text, applied = apply_edits(text, own)
+        new_others = dict(others)
+        for other in sorted({Path(e.path) for e in edits if e.path is not None and Path(e.path) != path}):
+            if other not in new_others:
+                raw = read_bytes(other, what="DeepSpeed JSON")
+                boms[other] = raw.startswith(b"\xef\xbb\xbf")
+                result.other_original[other] = decode_text(raw, other, what="DeepSpeed JSON")
+                new_others[other] = result.other_original[other]
+            new_others[other], n = apply_edits(new_others[other], [e for e in edits if e.path is not None and Path(e.path) == other])
+            applied += n
+        if applied == 0:
+            break
+        if not _has_keys(new_text):  # removing the last key leaves no config: keep the key, report it
+            result.fix_notes.append("a fix was not applied: it would remove every key of the config")
+            break
+        problem = _broken_by_fix(doc, new_text, new_others, result)
+        if problem is not None:  # a fix must never break a file: keep what the earlier passes did
+            result.rule_errors.append(f"a fix was not applied: {problem}")
+            break
+        text, others = new_text, new_others
+        applied_total += applied
+        fresh = FileResult(path=path)
+        relint = dataclasses.replace(options, file_texts={**options.file_texts, **others})
+        lint_document(parse_config(text, path), rules, relint, fresh)
+        result.violations, result.skipped = fresh.violations, fresh.skipped
+        result.rule_errors.extend(e for e in fresh.rule_errors if e not in result.rule_errors)
+    result.fixed_text = text
+    result.other_fixed = {p: t for p, t in others.items() if t != result.other_original.get(p)}
+    changes = {p: t for p, t in result.other_fixed.items()}
+    if text != result.original_text:
+        changes[path] = text
+    if not write:
+        return  # --diff: nothing is applied, so nothing is counted as applied
+    if changes:
+        try:
+            write_files(changes, boms)
+        except OSError as exc:
+            result.rule_errors.append(f"fixes not written ({exc.strerror or exc}): {getattr(exc, 'filename', '') or path}")
+            return
+    result.fixes_applied = applied_total
+
+
+def _broken_by_fix(doc: Document, text: str, others: dict[Path, str], result: FileResult) -> str | None:
+    """Why the fixed texts cannot be written, or None when they are sound."""
+    import json
+
+    try:
+        parse_config(text, doc.path)
+    except InputError as exc:
+        return f"it would make the YAML invalid ({exc})"
+    if doc.flow_end is not None and _is_json(doc.text) and not _is_json(text):
+        return f"{doc.path} is written in JSON syntax and the fix would not keep it JSON"
+    for other, other_text in others.items():
+        try:
+            json.loads(other_text)
+        except ValueError as exc:
+            return f"it would make {other} invalid JSON ({exc})"
+    return None
+
+
+def _has_keys(text: str) -> bool:
+    try:
+        return bool(parse_config(text).data)
+    except InputError as exc:
+        return not exc.message.startswith("empty config")  # else broken, not empty: _broken_by_fix says how
+
+
+def _is_json(text: str) -> bool:
+    import json
+
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True

@@ -49,7 +49,8 @@ class Settings:
         out: list[str] = []
         for pattern, codes in self.per_file_ignores.items():
             if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(path.name, pattern):
-                out.extend(codes)
+                # ``ALL`` ignores every rule: the empty prefix, which every code starts with.
+                out.extend("" if c == "ALL" else c for c in codes)
         return out
 
     def excluded(self, path: Path) -> bool:
@@ -109,6 +110,21 @@ def _codes(value: Any, path: Path, key: str) -> list[str]:
     return [v.strip().upper() for v in value for v in v.split(",") if v.strip()]
 
 
+def _check_per_file_codes(table: dict[str, list[str]], path: Path) -> None:
+    """A misspelled code in ``per-file-ignores`` is refused, as ``ignore`` refuses it (``ALL`` is every rule)."""
+    if not any(table.values()):
+        return
+    from tuner.lint.registry import load_registry, matches
+
+    known = list(load_registry().rules)
+    for pattern, codes in table.items():
+        unknown = [c for c in codes if not any(matches(k, c) for k in known)]
+        if unknown:
+            raise InputError(
+                path, f"[tool.cfglint] `per-file-ignores` \"{pattern}\": unknown rule code or prefix: {', '.join(unknown)}"
+            )
+
+
 def load_settings(start: Path | None = None, explicit: Path | None = None) -> Settings:
     if explicit is not None:
         if not explicit.is_file():
@@ -131,6 +147,7 @@ def load_settings(start: Path | None = None, explicit: Path | None = None) -> Se
     if not isinstance(pfi, dict):
         raise InputError(path, "[tool.cfglint] `per-file-ignores` must be a table of glob = [codes]")
     s.per_file_ignores = {str(k): _codes(v, path, f"per-file-ignores.{k}") for k, v in pfi.items()}
+    _check_per_file_codes(s.per_file_ignores, path)
     exclude = table.get("exclude", [])
     if isinstance(exclude, str):
         exclude = [exclude]

@@ -414,6 +414,8 @@ def _local_candidates(spec: str, base_dir: Path | None, cwd: Path | None) -> lis
 
 
 def _local(spec: str, base_dir: Path | None, cwd: Path | None) -> ModelInfo | None:
+    if any(len(part) > 255 for part in Path(spec).parts):  # no such file name (ENAMETOOLONG), so not local
+        return None
     for cand in _local_candidates(spec, base_dir, cwd):
         if cand.is_file() and cand.name == "config.json":
             return _from_config_dir(cand.parent, "config.json", None)
