@@ -234,8 +234,8 @@ def _construct(loader: Any, doc: Document, node: yaml.Node) -> Any:
     except yaml.MarkedYAMLError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
-        shown = doc.text[doc.offset(node.start_mark.line, node.start_mark.column) :].splitlines()[:1] or [""]
-        shown = shown[0].strip()
+        first = doc.text[doc.offset(node.start_mark.line, node.start_mark.column) :].splitlines()[:1] or [""]
+        shown = first[0].strip()
         if len(shown) > 40:
             shown = shown[:37] + "..."
         why = "an integer with too many digits" if "digits" in str(exc) else f"not a valid {node.tag.rsplit(':', 1)[-1]}"
