@@ -374,3 +374,23 @@ def test_integer_no_float_can_hold_is_one_line(tmp_path: Path, value: str) -> No
     assert "run.yaml:3:11:" in out
     code, out = cfgtune(["estimate", "--hw", "h100", "run.yaml"], tmp_path)
     assert_one_line_error(code, out, "integer too large")
+
+
+def test_list_alias_bomb_is_quick(tmp_path: Path) -> None:
+    """The big-integer check must look at a shared list once (found by the long fuzz run: it hung)."""
+    import time
+
+    lines = ["stage: sft", "l0: &l0 [1, 2]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 23)]
+    (tmp_path / "run.yaml").write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    code, out = run(["check", "--format", "concise", "run.yaml"], tmp_path)
+    assert time.monotonic() - start < 10 and code in (0, 1, 2) and "Traceback" not in out
+
+
+def test_error_on_a_file_with_bare_cr_line_ends_is_one_line(tmp_path: Path) -> None:
+    """Found by the long fuzz run: old Mac line ends (CR) split the quoted value over three lines."""
+    (tmp_path / "run.yaml").write_bytes(b"a: !!float true\r# c\rstage: sft\r")
+    code, out = cfgtune(["estimate", "--hw", "h100", "run.yaml"], tmp_path)
+    assert_one_line_error(code, out, "not a valid float")
+    assert len([ln for ln in out.splitlines() if ln.strip()]) == 1

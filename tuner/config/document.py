@@ -20,7 +20,8 @@ class InputError(Exception):
     def __init__(
         self, path: str | Path, message: str, line: int | None = None, column: int | None = None
     ) -> None:
-        message = " ".join(message.split()) if "\n" in message else message  # always one line
+        if len(message.splitlines()) > 1:  # always one line, whatever line ends the quoted text had
+            message = " ".join(message.split())
         super().__init__(message)
         self.path = str(path)
         self.message = message

@@ -234,7 +234,8 @@ def _construct(loader: Any, doc: Document, node: yaml.Node) -> Any:
     except yaml.MarkedYAMLError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
-        shown = doc.text[doc.offset(node.start_mark.line, node.start_mark.column) :].split("\n", 1)[0].strip()
+        first = doc.text[doc.offset(node.start_mark.line, node.start_mark.column) :].splitlines()[:1] or [""]
+        shown = first[0].strip()
         if len(shown) > 40:
             shown = shown[:37] + "..."
         why = "an integer with too many digits" if "digits" in str(exc) else f"not a valid {node.tag.rsplit(':', 1)[-1]}"
@@ -246,14 +247,20 @@ def _construct(loader: Any, doc: Document, node: yaml.Node) -> Any:
         ) from None
 
 
-def _beyond_float(value: Any, depth: int = 0) -> bool:
-    """An integer no float can hold (over 308 digits), here or inside a list or mapping value."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value.bit_length() > 1024
-    if depth < MAX_DEPTH and isinstance(value, list):
-        return any(_beyond_float(v, depth + 1) for v in value)
-    if depth < MAX_DEPTH and isinstance(value, dict):
-        return any(_beyond_float(v, depth + 1) for v in value.values())
+def _beyond_float(value: Any) -> bool:
+    """An integer no float can hold (over 308 digits), here or inside a list or mapping value.
+
+    Iterative, and each list or mapping is looked at once: aliases can share one list many times over.
+    """
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > 1024:
+                return True
+        elif isinstance(item, (list, dict)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item if isinstance(item, list) else item.values())
     return False
 
 
