@@ -95,6 +95,8 @@ def foreign_eos(ctx: Context, name: str, model: HubModel) -> str | None:
     reg = model.template
     if not reg or reg not in _templates() or same_family(name, reg):
         return None
+    if _family(name) in model.hub_id.rsplit("/", 1)[-1].lower():
+        return None  # built on that family's vocabulary (DeepSeek-R1-Distill-Qwen has Qwen's <|im_end|>)
     eos = eos_word(ctx, name)
     if eos is None or eos in _family_words(ctx, reg):
         return None

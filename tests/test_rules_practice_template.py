@@ -183,7 +183,8 @@ def test_pretraining_with_another_familys_eos(model: str, template: str, eos: st
      ("meta-llama/Meta-Llama-3-8B", "alpaca"),  # keeps the tokenizer's EOS
      ("01-ai/Yi-6B", "chatml"),  # Yi's template stops on <|im_end|> too
      ("meta-llama/Meta-Llama-3-8B", "mistral"),  # no replace_eos: the tokenizer's EOS ends each document
-     ("org/unknown-model", "qwen")],
+     ("org/unknown-model", "qwen"),
+     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "qwen")],  # registered as deepseekr1, Qwen's vocabulary
 )  # fmt: skip
 def test_pretraining_with_a_fitting_eos_is_fine(model: str, template: str) -> None:
     assert found(cfg(model, template, stage="pt"), "TMPL005") == []
