@@ -32,7 +32,7 @@ from tuner.memory.activations import (
     layer_activation,
     loss_bytes,
 )
-from tuner.memory.model import ParamPlan, arch_facts, plan_params
+from tuner.memory.model import ParamPlan, ParamStats, arch_facts, param_stats, plan_params
 from tuner.memory.optimizers import optimizer_profile
 from tuner.memory.setup import TrainSetup
 
@@ -80,6 +80,7 @@ class MemoryEstimate:
     ceiling: float
     notes: list[str] = field(default_factory=list)
     hardware_name: str | None = None
+    params: ParamStats | None = None  # LLaMA-Factory's trainable/all parameter counts
 
     @property
     def ceiling_bytes(self) -> float | None:
@@ -118,6 +119,7 @@ class MemoryEstimate:
             "peak_bytes": int(self.peak_bytes),
             "peak_gib": round(self.peak_gib, 3),
             "peak_phase": self.peak_phase,
+            "params": None if self.params is None else self.params.to_dict(),
             "device_bytes": self.device_bytes,
             "ceiling": self.ceiling,
             "ceiling_bytes": None if self.ceiling_bytes is None else int(self.ceiling_bytes),
@@ -542,4 +544,5 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         ceiling=ceiling,
         notes=notes,
         hardware_name=hw_name,
+        params=param_stats(s),
     )
