@@ -69,6 +69,9 @@ def test_fake_run_equals_the_real_run_to_the_byte(name: str) -> None:
     assert fake.phase_peaks == real.phase_peaks
     assert fake.ops == real.ops
     assert fake.peak_bytes > fake.model_bytes > 0
+    # the allocator replay sees the same events
+    assert (fake.allocator_allocated, fake.allocator_reserved) == (real.allocator_allocated, real.allocator_reserved)
+    assert fake.peak_bytes <= fake.allocator_allocated <= fake.allocator_in_use <= fake.allocator_reserved
     # the traced model is the one LLaMA-Factory counts: the estimator's parameter counts match it
     stats = param_stats(setup)
     assert (fake.trainable_params, fake.all_params) == (stats.trainable, stats.all)

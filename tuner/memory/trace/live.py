@@ -24,6 +24,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from tuner.memory.trace.allocator import CachingAllocator
+
 #: ``kMinBlockSize`` of the CUDA caching allocator: every block is a multiple of it.
 BLOCK = 512
 
@@ -38,9 +40,17 @@ def allocator_size(nbytes: int) -> int:
 class LiveStorages(TorchDispatchMode):
     """Counts live storages (see the module docstring). ``phase`` labels the peak and the per-phase maxima."""
 
-    def __init__(self) -> None:
+    def __init__(self, snapshot: bool = False, allocator: CachingAllocator | None = None) -> None:
         super().__init__()
         self.live: dict[int, int] = {}  # StorageImpl address -> counted bytes
+        #: optional replay of the caching allocator on the same allocations and frees (reserved memory)
+        self.allocator = allocator
+        self.handles: dict[int, int] = {}
+        #: with ``snapshot``: what created each live storage (phase and op), and the live bytes by creator at the peak
+        self.snapshot = snapshot
+        self.origin: dict[int, str] = {}
+        self.at_peak: dict[str, int] = {}
+        self.label = "model"
         self.current = 0
         self.peak = 0
         self.peak_phase = ""
@@ -53,16 +63,26 @@ class LiveStorages(TorchDispatchMode):
         size = self.live.pop(key, None)
         if size is not None:
             self.current -= size
+            self.origin.pop(key, None)
+            if self.allocator is not None:
+                self.allocator.free(self.handles.pop(key, 0))
 
     def _note(self) -> None:
         if self.current > self.peak:
             self.peak = self.current
             self.peak_phase = self.phase
+            if self.snapshot:
+                by: dict[str, int] = {}
+                for key, size in self.live.items():
+                    label = self.origin.get(key, "?")
+                    by[label] = by.get(label, 0) + size
+                self.at_peak = by
         if self.current > self.phase_peaks.get(self.phase, -1):
             self.phase_peaks[self.phase] = self.current
 
-    def track(self, tensor: torch.Tensor) -> None:
-        """Count ``tensor``'s storage if it is new (or resized), until it is freed."""
+    def track(self, tensor: torch.Tensor, handle: int | None = None) -> None:
+        """Count ``tensor``'s storage if it is new (or resized), until it is freed. ``handle``: the allocator block
+        already holding it (see :meth:`CachingAllocator.malloc`), for storages allocated before tracking began."""
         if tensor.layout != torch.strided or tensor.device.type == "meta":
             return
         storage = tensor.untyped_storage()
@@ -70,12 +90,19 @@ class LiveStorages(TorchDispatchMode):
         size = allocator_size(storage.nbytes())
         old = self.live.get(key)
         if old is None:
+            if self.allocator is not None:
+                self.handles[key] = self.allocator.malloc(storage.nbytes()) if handle is None else handle
             self.live[key] = size
             self.current += size
+            if self.snapshot:
+                self.origin[key] = self.label
             weakref.finalize(storage, self._free, key)
         elif old != size:  # resized in place (an out= op)
             self.live[key] = size
             self.current += size - old
+            if self.allocator is not None:
+                self.allocator.free(self.handles.pop(key, 0))
+                self.handles[key] = self.allocator.malloc(storage.nbytes())
         self._note()
 
     def track_all(self, tensors: Iterable[torch.Tensor]) -> None:
@@ -92,6 +119,8 @@ class LiveStorages(TorchDispatchMode):
         tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if tensors:  # ops that return tensors (queries such as prim.device or .item() are not counted)
             self.ops += 1
+        if self.snapshot:
+            self.label = f"{self.phase}: {func}"
         for t in tensors:
             self.track(t)
         return out

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from tuner.memory.setup import TrainSetup
+from tuner.memory.trace.allocator import CachingAllocator
 from tuner.memory.trace.live import LiveStorages
 
 SUPPORTED_OPTIM = ("adamw_torch", "adamw_torch_fused")
@@ -60,12 +61,19 @@ class TraceResult:
     seconds: float
     fake: bool
     notes: list[str] = field(default_factory=list)
+    at_peak: dict[str, int] = field(default_factory=dict)  # live bytes at the peak by creator (``snapshot``)
+    #: the caching allocator replayed on the same events (:mod:`tuner.memory.trace.allocator`), loading included
+    allocator_allocated: int = 0  # max_memory_allocated (unsplit block remainders counted, as CUDA counts them)
+    allocator_reserved: int = 0  # max_memory_reserved on a device with room to spare
+    allocator_in_use: int = 0  # the most reserved memory an out-of-memory retry could not release
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "peak_bytes": self.peak_bytes, "peak_phase": self.peak_phase, "phase_peaks": dict(self.phase_peaks),
             "model_bytes": self.model_bytes, "trainable_params": self.trainable_params, "all_params": self.all_params,
             "ops": self.ops, "seconds": round(self.seconds, 2), "fake": self.fake, "notes": list(self.notes),
+            "allocator_allocated": self.allocator_allocated, "allocator_reserved": self.allocator_reserved,
+            "allocator_in_use": self.allocator_in_use,
         }  # fmt: skip
 
 
@@ -174,6 +182,27 @@ def materialise(model: torch.nn.Module, fake_mode: Any | None, seed: int = 0) ->
                     module._buffers[name] = fake_mode.from_tensor(b)
 
 
+def _load_order(model: torch.nn.Module, *, upcast: bool, allocator: CachingAllocator) -> list[tuple[torch.Tensor, int]]:
+    """Replay how the parameters came to be on the device, for the allocator: the checkpoint loaded in its 16-bit
+    dtype (module order), then PEFT's adapters, then LLaMA-Factory's ``cast_trainable_params_to_fp32`` upcasting
+    each trainable parameter in turn (``param.data = param.data.to(torch.float32)``: the fp32 copy is allocated
+    before the 16-bit block is freed, and that block stays cached). Returns each parameter with its block."""
+    params = list(dict.fromkeys(model.parameters()))  # tied parameters once, in module order
+    names = {id(p): n for n, p in model.named_parameters()}
+    loaded = {id(p): upcast and p.requires_grad and p.dtype == torch.float32 for p in params}
+    order = [p for p in params if "lora_" not in names.get(id(p), "")] + [p for p in params if "lora_" in names.get(id(p), "")]
+    handles: dict[int, int] = {}
+    for p in order:
+        nbytes = p.numel() * (2 if loaded[id(p)] else p.element_size())
+        handles[id(p)] = allocator.malloc(nbytes)
+    for p in params:
+        if loaded[id(p)]:
+            new = allocator.malloc(p.numel() * p.element_size())
+            allocator.free(handles[id(p)])
+            handles[id(p)] = new
+    return [(p, handles[id(p)]) for p in params]
+
+
 # -- pinning the data-dependent decisions -------------------------------------------------------------------------
 
 
@@ -263,10 +292,12 @@ def trace_step(
     steps: int = 2,
     padded: bool | None = None,
     max_grad_norm: float = 1.0,
+    snapshot: bool = False,
 ) -> TraceResult:
     """Run ``steps`` training steps of ``setup`` and count live memory (see the module docstring).
 
     ``padded`` defaults to what the estimator assumes: a batch of more than one sequence is padded.
+    ``snapshot`` records which op created each tensor live at the peak (slower; for finding where bytes go).
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -281,10 +312,15 @@ def trace_step(
     params = [p for p in model.parameters() if p.requires_grad]
     fused = setup.optim == "adamw_torch_fused"
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, foreach=not fused, fused=fused)
-    live = LiveStorages()
-    live.track_all(model.parameters())
+    allocator = CachingAllocator()
+    live = LiveStorages(snapshot=snapshot, allocator=allocator)
+    live.label = "parameters"
+    for p, handle in _load_order(model, upcast=setup.precision != "pure_bf16", allocator=allocator):
+        live.track(p, handle)
+    live.label = "buffers"
     live.track_all(model.buffers())
     inputs = make_batch(setup, setup.arch.vocab_size, padded, fake_mode)
+    live.label = "batch"
     live.track_all(inputs.values())
     model_bytes = live.current
     autocast = setup.precision in ("bf16", "fp16")
@@ -310,5 +346,6 @@ def trace_step(
     return TraceResult(
         peak_bytes=live.peak, peak_phase=live.peak_phase, phase_peaks=dict(live.phase_peaks), model_bytes=model_bytes,
         trainable_params=trainable_params, all_params=all_params, ops=live.ops, seconds=time.time() - t0, fake=fake,
-        notes=notes,
+        notes=notes, at_peak=dict(live.at_peak), allocator_allocated=allocator.max_allocated,
+        allocator_reserved=allocator.max_reserved, allocator_in_use=allocator.max_in_use_segments,
     )  # fmt: skip
