@@ -32,7 +32,7 @@ GIB = 1024**3
 MIB = 1024**2
 
 #: What the estimator adds on top of live tensors (not traced).
-OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "cublas")
+OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas")
 
 
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:

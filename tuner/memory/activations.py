@@ -236,8 +236,9 @@ def head_saved_per_token(arch: Architecture, residual_b: int, norm_trainable: bo
     return n + head
 
 
-def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str) -> tuple[float, str]:
-    """Peak bytes of logits and loss for ``tokens`` positions, and how they were counted."""
+def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str) -> tuple[float, float, str]:
+    """Bytes of logits and loss for ``tokens`` positions at the loss's backward peak and at the end of the
+    forward, and how they were counted."""
     V, h = arch.vocab_size, arch.hidden_size
     if fused:
         # Liger FusedLinearCrossEntropy: logits exist one chunk at a time; chunk = next_pow2(ceil(BT / ceil(V/H))).
@@ -245,12 +246,14 @@ def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, h
         b = tokens * h * hidden_b + 2 * chunk * V * logits_b + 8 * tokens
         if head_trainable:
             b += V * h * head_weight_b
-        return b, f"Liger fused linear+CE: {chunk}-token chunks of {V:,} logits, grad_input kept"
+        return b, b, f"Liger fused linear+CE: {chunk}-token chunks of {V:,} logits, grad_input kept"
     if stage == "rm":
         per = 6.0  # the value-head model still computes 16-bit logits and upcasts them; no vocab loss
-        return tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (value head; logits upcast)"
-    per = C.LOSS_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
-    return tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (logits, fp32 upcast, log-softmax and its grads)"
+        return tokens * V * per, tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (value head; logits upcast)"
+    per = C.LOSS_BYTES_PER_VOCAB_TOKEN
+    fwd = C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
+    return tokens * V * per, tokens * V * fwd, (
+        f"{tokens:,} tokens x {V:,} vocab x {per:g} B (fp32 log-softmax, its gradient and the NLL gradient)")
 
 
 def batch_tensor_bytes(arch: Architecture, batch: int, seq: int, attention: str, mm: int, rope_b: int = 2) -> float:
