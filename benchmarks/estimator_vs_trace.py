@@ -5,10 +5,12 @@
 
 For each setup of the matrix below, :func:`tuner.memory.trace.trace_step` runs two LLaMA-Factory training
 steps of the real transformers model (catalog architecture), PEFT and torch AdamW on fake tensors and counts the
-live storages at the CUDA caching allocator's block size: the peak is ``torch.cuda.max_memory_allocated()`` of
-the same steps, up to what kernels allocate inside one op. The estimator's *tensor part* is its peak minus what it
-adds outside live tensors (CUDA context, NCCL, allocator slack, the cuBLAS workspace). The table gives both and
-the error ``(estimate - trace) / trace``.
+live storages at the CUDA caching allocator's block size (the peak of live tensors, up to what kernels allocate
+inside one op). The estimator's *tensor part* is its peak minus what it adds outside live tensors (CUDA context,
+NCCL, allocator slack, the cuBLAS workspace). The table gives both and the error ``(estimate - trace) / trace``, and
+the caching allocator replayed on the same allocations: ``max_memory_allocated`` (which also counts the unsplit rest
+of blocks handed out whole), the most reserved memory held by live blocks, and ``max_memory_reserved`` on a GPU with
+room to spare (what the estimator's allocator slack is fitted to).
 
 Groups: ``small`` (0.5B-1.5B, seconds each), ``mid`` (3B-8B, up to a minute each), ``large`` (32B, minutes),
 ``sweep`` (0.5B LoRA and full over batch x length). ``--explain NAME`` prints, for one setup, the live bytes at

@@ -2,9 +2,10 @@
 
 :class:`LiveStorages` is a ``TorchDispatchMode``: every tensor an op returns is looked at, and a storage it has
 not seen is added to the running total at its allocator size; a ``weakref.finalize`` on the storage takes it off
-again when the last tensor (or view) that uses it is gone. The running total after every op, and its maximum,
-are what ``torch.cuda.memory_allocated()`` and ``torch.cuda.max_memory_allocated()`` report, because that is
-exactly what those counters add up: live blocks, each the requested size rounded up by the allocator.
+again when the last tensor (or view) that uses it is gone. The running total after every op, and its maximum, are
+the live blocks the caching allocator hands out, each the request rounded up to its block size: what
+``torch.cuda.memory_allocated()`` counts, except that the allocator also counts the unsplit rest (at most 1 MiB) of
+a cached block it hands out whole; :mod:`tuner.memory.trace.allocator` replays that (``allocator=``).
 
 The rounding is the caching allocator's ``round_size`` (PyTorch ``c10/cuda/CUDACachingAllocator.cpp``): a
 request is rounded up to a multiple of ``kMinBlockSize`` = 512 bytes; an empty tensor allocates nothing.
