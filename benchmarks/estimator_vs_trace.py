@@ -65,8 +65,14 @@ MATRIX: list[dict[str, Any]] = [
     _row("l8b-lora", "llama-3.1-8b", "lora", "mid"),
     _row("l8b-lora-eager-nogc", "llama-3.1-8b", "lora", "mid", gc=False, attention="eager", cutoff=512),
     _row("q7b-freeze-fused", "qwen2.5-7b", "freeze", "mid", optim="adamw_torch_fused"),
+    # QLoRA (bitsandbytes NF4 stand-in, tuner.memory.trace.qlora)
+    _row("q0.5b-qlora-b4", "qwen2.5-0.5b", "qlora", "small", batch=4, cutoff=512),
+    _row("q1.5b-qlora-nogc", "qwen2.5-1.5b", "qlora", "small", gc=False),
+    _row("q7b-qlora", "qwen2.5-7b", "qlora", "mid"),
+    _row("l8b-qlora-nogc", "llama-3.1-8b", "qlora", "mid", gc=False, cutoff=512, rank=32),
     # 32B
     _row("q32b-lora", "qwen2.5-32b", "lora", "large"),
+    _row("q32b-qlora", "qwen2.5-32b", "qlora", "large"),
     # batch x length sweep
     *[
         _row(f"sweep-{m}-b{b}x{s}", "qwen2.5-0.5b", m, "sweep", batch=b, cutoff=s, optim="adamw_torch_fused")
@@ -83,7 +89,8 @@ def setup_for(row: dict[str, Any]) -> Any:
 
     return TrainSetup(
         arch=resolve_model(row["model"]).arch,
-        finetuning_type=row["method"],
+        finetuning_type="lora" if row["method"] == "qlora" else row["method"],
+        quantization_bit=4 if row["method"] == "qlora" else None,
         lora_rank=int(row["rank"]),
         freeze_trainable_layers=2,
         batch_size=int(row["batch"]),
@@ -120,7 +127,7 @@ def run_row(row: dict[str, Any], snapshot: bool = False) -> dict[str, Any]:
 
 
 def describe(row: dict[str, Any]) -> str:
-    what = row["method"] + (f" r{row['rank']}" if row["method"] == "lora" else "")
+    what = row["method"] + (f" r{row['rank']}" if row["method"] in ("lora", "qlora") else "")
     gc = "GC" if row["gc"] else "no GC"
     optim = "fused" if row["optim"].endswith("fused") else "foreach"
     return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}"

@@ -56,6 +56,8 @@ CASES = {
     "full-fused": (QWEN2, dict(finetuning_type="full", optim="adamw_torch_fused")),
     "full-nogc-tied": (LLAMA_TIED, dict(finetuning_type="full", gradient_checkpointing=False)),
     "freeze-1-layer": (LLAMA_TIED, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
+    "qlora-gc": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4)),
+    "qlora-nogc-padded": (LLAMA_TIED, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, gradient_checkpointing=False, batch_size=2)),
 }
 
 
@@ -86,11 +88,27 @@ def test_fused_adamw_peaks_in_the_second_backward_and_foreach_in_the_step() -> N
     assert fused.peak_bytes < foreach.peak_bytes
 
 
+def test_qlora_stand_in_stores_and_counts_as_bitsandbytes() -> None:
+    """NF4 with double quantization: n/2 packed bytes, n/64 uint8 absmax, an fp32 absmax per 256 blocks; LLaMA-Factory
+    counts a Params4bit as 2 x numel, so the parameter count is the unquantized model's plus the adapters."""
+    from tuner.memory.trace.qlora import Linear4bitStandIn
+
+    layer = Linear4bitStandIn(128, 64, bias=False, bias_dtype=torch.bfloat16)
+    n = 128 * 64
+    assert layer.weight.numel() * layer.weight.element_size() == n // 2 and layer.weight.dtype == torch.uint8
+    assert layer.absmax.numel() == n // 64 and layer.absmax2.numel() == 1
+    setup = TrainSetup(QWEN2, finetuning_type="lora", lora_rank=4, quantization_bit=4, cutoff_len=48)
+    stats = param_stats(setup)
+    traced = trace_step(setup)
+    assert (traced.trainable_params, traced.all_params) == (stats.trainable, stats.all)
+    assert stats.all == param_stats(setup.with_(quantization_bit=None)).all
+
+
 def test_unsupported_setups_are_refused() -> None:
     with pytest.raises(TraceUnsupported, match="DeepSpeed"):
         trace_step(TrainSetup(QWEN2, zero_stage=2))
     with pytest.raises(TraceUnsupported, match="quantization"):
-        trace_step(TrainSetup(QWEN2, quantization_bit=4))
+        trace_step(TrainSetup(QWEN2, quantization_bit=8))
 
 
 # -- the estimator against the trace ------------------------------------------------------------------------------
@@ -111,6 +129,8 @@ ESTIMATOR_CASES = {
     "full-fused-tied": (MID, dict(finetuning_type="full", optim="adamw_torch_fused")),
     "full-fused-untied-nogc": (LLAMA, dict(finetuning_type="full", optim="adamw_torch_fused", gradient_checkpointing=False)),
     "freeze-padded": (LLAMA, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
+    "qlora-gc": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4)),
+    "qlora-nogc": (LLAMA, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, gradient_checkpointing=False)),
 }
 
 

@@ -58,6 +58,9 @@ class ActOptions:
     lora_dropout: bool
     dora: bool
     oft: bool
+    #: bitsandbytes 4-bit base layers (QLoRA): ``MatMul4Bit`` keeps its input, and PEFT's bitsandbytes LoRA layer
+    #: feeds the adapter the uncast input under autocast
+    bnb4: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,17 @@ def _group(
                 total += 2 * d_in  # autocast casts the fp32 input for this call, and the matmul keeps the copy
             else:
                 shares_x = True
+        if opts.bnb4 and lin.path not in plan.trainable_linears:
+            shares_x = True  # bitsandbytes' MatMul4Bit keeps its input on the autograd context
         if lin.path in plan.adapters:
             rank = plan.adapters[lin.path]
             a_b = dt.adapter
             cast = a_b != x_b
             if opts.lora_dropout:
                 total += d_in  # the dropout mask (bool)
-            if dt.autocast and a_b != 2:
+            if opts.bnb4 and dt.autocast and not opts.lora_dropout:
+                shares_x = True  # PEFT's bitsandbytes LoRA layer: no cast under autocast, lora_A keeps x itself
+            elif dt.autocast and a_b != 2:
                 total += 2 * d_in  # lora_A's autocast copy of the (cast, dropped) input
             elif cast or opts.lora_dropout:
                 total += a_b * d_in  # its own cast or dropped tensor

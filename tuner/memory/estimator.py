@@ -363,8 +363,9 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     liger = s.liger and arch.model_type in C.LIGER_MODEL_TYPES
     if s.liger and not liger:
         notes.append(f"Liger has no kernels for model type {arch.model_type!r} in LLaMA-Factory: estimated without it")
-    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft")
-    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft)
+    bnb4 = bool(plan.quantized) and s.quantization_method == "bnb" and s.quantization_bit == 4
+    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft", bnb4)
+    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft, bnb4)
     residual = rg.residual_full if plan.embed_trainable else (2 if rg.load_b == 2 else 4)
     first = plan.first_trainable_layer
     gc = s.gradient_checkpointing

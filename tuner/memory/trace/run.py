@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from tuner.memory.setup import TrainSetup
+from tuner.memory.trace import qlora
 from tuner.memory.trace.allocator import CachingAllocator
 from tuner.memory.trace.live import LiveStorages
 
@@ -87,8 +88,9 @@ def check_supported(setup: TrainSetup) -> None:
         why.append("DeepSpeed")
     if setup.world_size != 1:
         why.append("more than one rank")
-    if setup.quantization_bit is not None:
-        why.append("quantization")
+    if setup.quantization_bit is not None and (setup.quantization_bit != 4 or setup.quantization_method != "bnb"
+                                               or not setup.double_quantization or setup.finetuning_type != "lora"):
+        why.append("quantization other than bitsandbytes 4-bit with double quantization (QLoRA)")
     if setup.finetuning_type not in ("lora", "full", "freeze"):
         why.append(f"finetuning_type {setup.finetuning_type}")
     if setup.attention not in ATTENTION:
@@ -125,6 +127,7 @@ def _spec(setup: TrainSetup) -> Any:
         lora_target=",".join(setup.lora_target),
         lora_dropout=setup.lora_dropout,
         freeze_trainable_layers=setup.freeze_trainable_layers,
+        quantization_bit=setup.quantization_bit,
         per_device_train_batch_size=setup.batch_size,
         cutoff_len=setup.cutoff_len,
         gradient_checkpointing=setup.gradient_checkpointing,
@@ -146,7 +149,12 @@ def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     with torch.device("cpu"), _parameters_on_meta():
         model = _from_config(config, dtype, spec.attn_implementation, notes)
     model.config.use_cache = False
+    if setup.quantization_bit == 4:
+        n = qlora.quantize(model, dtype)
+        notes.append(f"{n} linear layers as bitsandbytes NF4 stand-ins (tuner.memory.trace.qlora)")
     model, _ = apply_method(model, spec)
+    if setup.quantization_bit == 4:
+        qlora.patch_lora_layers(model)
     return model, notes
 
 
@@ -170,7 +178,9 @@ def materialise(model: torch.nn.Module, fake_mode: Any | None, seed: int = 0) ->
                         data = torch.empty(p.shape, dtype=p.dtype, device="cpu")
                 else:
                     data = torch.empty(p.shape, dtype=p.dtype, device="cpu")
-                    if data.ndim >= 2:
+                    if not data.is_floating_point():
+                        data.zero_()
+                    elif data.ndim >= 2:
                         data.normal_(0.0, 0.02, generator=gen)
                     else:
                         data.fill_(0.0 if name.endswith("bias") else 1.0)
@@ -178,7 +188,15 @@ def materialise(model: torch.nn.Module, fake_mode: Any | None, seed: int = 0) ->
                 done[id(p)] = new
                 module._parameters[name] = new
             for name, b in list(module._buffers.items()):
-                if b is not None and fake_mode is not None:
+                if b is None:
+                    continue
+                if b.device.type == "meta":  # the quantization stand-in's state: created empty, like parameters
+                    if fake_mode is not None:
+                        with fake_mode:
+                            module._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device="cpu")
+                    else:
+                        module._buffers[name] = torch.zeros(b.shape, dtype=b.dtype, device="cpu")
+                elif fake_mode is not None:
                     module._buffers[name] = fake_mode.from_tensor(b)
 
 
@@ -309,6 +327,7 @@ def trace_step(
     from tuner.trial.build import count_parameters
 
     trainable_params, all_params = count_parameters(model)
+    all_params += sum(p.numel() for p in model.parameters() if id(p) in qlora.packed_weights(model))  # Params4bit: 2 x numel
     params = [p for p in model.parameters() if p.requires_grad]
     fused = setup.optim == "adamw_torch_fused"
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, foreach=not fused, fused=fused)
