@@ -127,6 +127,8 @@ ESTIMATOR_CASES = {
     "lora-nogc-eager": (LLAMA, dict(finetuning_type="lora", lora_rank=8, gradient_checkpointing=False, attention="eager")),
     "full-foreach": (MID, dict(finetuning_type="full")),
     "full-fused-tied": (MID, dict(finetuning_type="full", optim="adamw_torch_fused")),
+    # the loss dominates: lm_head's 16-bit copy of the trained tied embedding is still saved at the loss's backward
+    "full-fused-tied-long": (MID, dict(finetuning_type="full", optim="adamw_torch_fused", batch_size=4)),
     "full-fused-untied-nogc": (LLAMA, dict(finetuning_type="full", optim="adamw_torch_fused", gradient_checkpointing=False)),
     "freeze-padded": (LLAMA, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
     "qlora-gc": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4)),

@@ -440,7 +440,12 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     # The dynamic part of the forward/backward peak. Without checkpointing autograd keeps autocast's 16-bit
     # weight copies until each layer's backward; with it they live only until the forward's autocast exits,
     # which is before the loss backward (the larger loss moment) but after the forward's own loss peak.
-    copies_in_graph = autocast_copies if not gc else 0.0
+    # lm_head is never checkpointed: its 16-bit copy (of a trainable head, or of a trained embedding it is tied to)
+    # is saved by its matmul until lm_head's backward, past the loss's backward.
+    head_w = facts.counts.lm_head or facts.counts.embeddings
+    head_trains = plan.lm_head_trainable or (facts.counts.lm_head == 0 and plan.embed_trainable)
+    head_copy = head_w * 2 if (autocast_copies and head_trains) else 0.0
+    copies_in_graph = autocast_copies if not gc else head_copy
     candidates = {
         "loss": loss + copies_in_graph,
         "layer": work_last + copies_in_graph,
@@ -536,6 +541,8 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     elif autocast_copies:
         comps.append(Component("autocast_copies", "autocast 16-bit weight copies", autocast_copies, E,
                                "freed when the forward's autocast exits (gradient checkpointing)", FORWARD_BACKWARD, at_peak=False))
+        dyn("head_autocast_copy", "lm_head's 16-bit weight copy", head_copy,
+            f"{_fmt(head_w)} params x 2 B, saved by lm_head's matmul until its backward (lm_head is not checkpointed)", FORWARD_BACKWARD)
     dyn("gradients_partial", "gradients (during backward)", g_at_a, g_at_a_detail, FORWARD_BACKWARD)
     dyn("gradients", "gradients", grads_full, grad_detail, END_OF_BACKWARD if peak_phase != OPTIMIZER_STEP else OPTIMIZER_STEP)
     if peak_phase == END_OF_BACKWARD:
