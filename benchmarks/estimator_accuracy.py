@@ -90,12 +90,12 @@ def predict(cfg: dict[str, Any]) -> dict[str, Any]:
     from tuner.memory import estimate
 
     est = estimate(setup_for(cfg))
-    outside = sum(c.bytes for c in est.components if c.key in ("cuda_context", "nccl"))
-    frag = est.bytes_of("allocator")
+    # The GPU has room to spare: max_memory_reserved keeps the allocator's cache, which the fit peak leaves out.
     return {
-        "predicted_total": est.peak_bytes,
-        "predicted_reserved": est.peak_bytes - outside,
-        "predicted_allocated": est.peak_bytes - outside - frag,
+        "predicted_total": est.device_used_bytes,
+        "predicted_fit_peak": est.peak_bytes,
+        "predicted_reserved": est.reserved_bytes,
+        "predicted_allocated": est.allocated_bytes,
         "predicted_phase": est.peak_phase,
         "predicted_components": {c.key: c.bytes for c in est.components if c.at_peak},
     }

@@ -83,7 +83,9 @@ def test_pure_bf16_keeps_trainable_params_and_states_in_half() -> None:
 
 def test_logits_and_loss_hf_path() -> None:
     est = estimate(TrainSetup(TINY, batch_size=2, cutoff_len=64))
-    assert est.bytes_of("logits") == 2 * 64 * 1000 * 16  # tokens x vocab x calibrated 16 B
+    # tokens x vocab x 12 B: the saved fp32 log-softmax, the NLL gradient and the log-softmax gradient, live together
+    # in the loss's backward (counted by the trace oracle; was a calibrated 16 B that held allocator slack)
+    assert est.bytes_of("logits") == 2 * 64 * 1000 * 12
 
 
 def test_checkpointed_activations_are_layer_inputs_head_and_batch() -> None:
@@ -187,31 +189,43 @@ def test_invalid_setup_is_a_clear_error() -> None:
 # -- anchors -------------------------------------------------------------------------------------------------
 
 
+def _longest_context_on_a_roomy_gpu(s: TrainSetup, memory_bytes: float) -> int:
+    """The longest cutoff_len whose predicted device use (reserved + context, as a GPU with room to spare shows it)
+    stays under ``memory_bytes``."""
+    lo, hi = 1, 1 << 18
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if estimate(s.with_(cutoff_len=mid)).device_used_bytes <= memory_bytes else (lo, mid)
+    return lo
+
+
 @pytest.mark.parametrize(
     ("memory_gb", "measured_tokens"),
     [(12, 932), (16, 2_551), (24, 5_789), (40, 12_264), (48, 15_502), (80, 28_454)],
 )
 def test_unsloth_hf_fa2_max_context_llama31_8b_qlora(memory_gb: int, measured_tokens: int) -> None:
-    """Unsloth's benchmark table (tuner_anchors.md §3.6): Llama-3.1-8B, QLoRA r=32 on all linears, batch 1,
-    HF + FA2 with gradient checkpointing: the longest context that fits in each memory size. That baseline
-    runs PEFT's ``prepare_model_for_kbit_training``, which upcasts the embeddings and lm_head to fp32
+    """Unsloth's benchmark table (unsloth README, Llama 3.1 context-length table): Llama-3.1-8B, QLoRA r=32 on all
+    linears, batch 1, HF + FA2 with gradient checkpointing: the longest context that fits in each memory size. That
+    baseline runs PEFT's ``prepare_model_for_kbit_training``, which upcasts the embeddings and lm_head to fp32
     (2 x 525M params x 2 extra bytes = 2.1 GB) where LLaMA-Factory keeps them in bf16; we give that back.
-    Band: 10 % (the estimate is within 1-3 % from 16 GB up, 9 % at 12 GB where fixed overheads dominate)."""
 
-    class Device:
-        name = "unsloth-table"
-        memory_bytes = memory_gb * 10**9 - 2_100_000_000
+    This used to pass within 10% because the loss term was calibrated to this very table (16 B per token per
+    vocabulary entry). The trace oracle counts 12 B live; the rest was allocator slack, now counted once from the
+    caching-allocator replay. With both, the estimate allows contexts 13-16% longer than this third-party baseline
+    (a 2024 HF/TRL script on older transformers, metric unstated: compared as device use on a roomy GPU). Band 20%."""
 
     s = TrainSetup(resolve_model("llama-3.1-8b").arch, quantization_bit=4, lora_rank=32, attention="fa2", batch_size=1)
-    predicted = max_cutoff_that_fits(s, Device, ceiling=1.0)
-    assert predicted == pytest.approx(measured_tokens, rel=0.10)
+    predicted = _longest_context_on_a_roomy_gpu(s, memory_gb * 10**9 - 2_100_000_000)
+    assert predicted == pytest.approx(measured_tokens, rel=0.20)
 
 
 def test_unsloth_slope_per_token() -> None:
-    """Same table: (80 GB - 40 GB) / (28,454 - 12,264) tokens = 2.47 MB per token, dominated by the loss."""
+    """Same table: (80 GB - 40 GB) / (28,454 - 12,264) tokens = 2.47 MB per token, dominated by the loss. The
+    estimate's device use grows 2.18 MB per token (12 B x 128,256 vocabulary of loss tensors, checkpoints, and the
+    allocator's cached blocks): 12% less than measured (see above). Band 15%."""
     s = TrainSetup(resolve_model("llama-3.1-8b").arch, quantization_bit=4, lora_rank=32, attention="fa2")
-    slope = (estimate(s.with_(cutoff_len=20_000)).peak_bytes - estimate(s.with_(cutoff_len=10_000)).peak_bytes) / 10_000
-    assert slope == pytest.approx(2.47e6, rel=0.08)
+    slope = (estimate(s.with_(cutoff_len=20_000)).device_used_bytes - estimate(s.with_(cutoff_len=10_000)).device_used_bytes) / 10_000
+    assert slope == pytest.approx(2.47e6, rel=0.15)
 
 
 @pytest.mark.parametrize(
@@ -240,3 +254,30 @@ def test_lf_readme_table_underestimates_full_bf16() -> None:
     arch = resolve_model("qwen2.5-7b").arch
     est = estimate(TrainSetup(arch, finetuning_type="full", batch_size=1, cutoff_len=1024))
     assert est.peak_bytes > 18 * 7.6e9
+
+
+def test_allocator_slack_is_counted_once_and_metrics_nest() -> None:
+    """Live tensors, then the allocator's slack (segments held by live blocks: in the peak), then the cache a roomy
+    GPU keeps (not in the peak), then the CUDA context: allocated < reserved < nvidia-smi."""
+    est = estimate(TrainSetup(resolve_model("qwen2.5-7b").arch, lora_rank=16, cutoff_len=1024))
+    slack, cache = est.component("allocator"), est.component("allocator_cache")
+    assert slack is not None and slack.at_peak and cache is not None and not cache.at_peak
+    assert est.peak_bytes == pytest.approx(est.allocated_bytes + slack.bytes + est.bytes_of("cuda_context"))
+    assert est.allocated_bytes < est.reserved_bytes < est.device_used_bytes
+    assert est.reserved_bytes == pytest.approx(est.allocated_bytes + slack.bytes + cache.bytes)
+    assert est.metric("nvidia-smi") == est.device_used_bytes
+    with pytest.raises(ValueError, match="metric"):
+        est.metric("rss")
+    # the loss is a count of live tensors now; no calibrated constant hides slack in it
+    assert est.component("logits").source == "estimated"  # type: ignore[union-attr]
+
+
+def test_fused_adamw_peaks_at_the_end_of_backward_with_the_tied_embedding_gradient() -> None:
+    """Full fine-tuning with fused AdamW (no step temporaries): the peak is the second step's backward, when the
+    tied embedding's gradient is summed with lm_head's (two more V x h fp32 tensors, counted by the trace)."""
+    arch = resolve_model("qwen2.5-0.5b").arch
+    est = estimate(TrainSetup(arch, finetuning_type="full", optim="adamw_torch_fused", cutoff_len=1024))
+    assert est.peak_phase == "end of backward"
+    work = est.component("first_layer_backward")
+    assert work is not None and "tied embedding" in work.detail
+    assert work.bytes >= 2 * arch.vocab_size * arch.hidden_size * 4

@@ -218,6 +218,8 @@ def _print(config: str, ctx: Context, hardware: Any, est: MemoryEstimate, max_ba
         ),
         soft_wrap=True,
     )
+    if est.params is not None:
+        console.print(escape(est.params.line()) + " (as LLaMA-Factory counts them)", soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("Component", no_wrap=True)
     table.add_column("GiB", justify="right", no_wrap=True)

@@ -221,7 +221,7 @@ class Context:
         """What LLaMA-Factory will run with for the target versions (``tuner.config.resolved``)."""
 
         def compute() -> ResolvedConfig:
-            data = {k: self.get(k) for k in RESOLVED_KEYS}
+            data = {k: self.get(k) if k != "optim" else self.doc.data.get(k) for k in RESOLVED_KEYS}  # optim: as written (its schema default is prose)
             data["deepspeed"] = self.doc.data.get("deepspeed")
             return resolve(
                 data,

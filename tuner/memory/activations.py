@@ -58,6 +58,9 @@ class ActOptions:
     lora_dropout: bool
     dora: bool
     oft: bool
+    #: bitsandbytes 4-bit base layers (QLoRA): ``MatMul4Bit`` keeps its input, and PEFT's bitsandbytes LoRA layer
+    #: feeds the adapter the uncast input under autocast
+    bnb4: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,17 @@ def _group(
                 total += 2 * d_in  # autocast casts the fp32 input for this call, and the matmul keeps the copy
             else:
                 shares_x = True
+        if opts.bnb4 and lin.path not in plan.trainable_linears:
+            shares_x = True  # bitsandbytes' MatMul4Bit keeps its input on the autograd context
         if lin.path in plan.adapters:
             rank = plan.adapters[lin.path]
             a_b = dt.adapter
             cast = a_b != x_b
             if opts.lora_dropout:
                 total += d_in  # the dropout mask (bool)
-            if dt.autocast and a_b != 2:
+            if opts.bnb4 and dt.autocast and not opts.lora_dropout:
+                shares_x = True  # PEFT's bitsandbytes LoRA layer: no cast under autocast, lora_A keeps x itself
+            elif dt.autocast and a_b != 2:
                 total += 2 * d_in  # lora_A's autocast copy of the (cast, dropped) input
             elif cast or opts.lora_dropout:
                 total += a_b * d_in  # its own cast or dropped tensor
@@ -236,8 +243,9 @@ def head_saved_per_token(arch: Architecture, residual_b: int, norm_trainable: bo
     return n + head
 
 
-def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str) -> tuple[float, str]:
-    """Peak bytes of logits and loss for ``tokens`` positions, and how they were counted."""
+def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str) -> tuple[float, float, str]:
+    """Bytes of logits and loss for ``tokens`` positions at the loss's backward peak and at the end of the
+    forward, and how they were counted."""
     V, h = arch.vocab_size, arch.hidden_size
     if fused:
         # Liger FusedLinearCrossEntropy: logits exist one chunk at a time; chunk = next_pow2(ceil(BT / ceil(V/H))).
@@ -245,12 +253,14 @@ def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, h
         b = tokens * h * hidden_b + 2 * chunk * V * logits_b + 8 * tokens
         if head_trainable:
             b += V * h * head_weight_b
-        return b, f"Liger fused linear+CE: {chunk}-token chunks of {V:,} logits, grad_input kept"
+        return b, b, f"Liger fused linear+CE: {chunk}-token chunks of {V:,} logits, grad_input kept"
     if stage == "rm":
         per = 6.0  # the value-head model still computes 16-bit logits and upcasts them; no vocab loss
-        return tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (value head; logits upcast)"
-    per = C.LOSS_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
-    return tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (logits, fp32 upcast, log-softmax and its grads)"
+        return tokens * V * per, tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (value head; logits upcast)"
+    per = C.LOSS_BYTES_PER_VOCAB_TOKEN
+    fwd = C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
+    return tokens * V * per, tokens * V * fwd, (
+        f"{tokens:,} tokens x {V:,} vocab x {per:g} B (fp32 log-softmax, its gradient and the NLL gradient)")
 
 
 def batch_tensor_bytes(arch: Architecture, batch: int, seq: int, attention: str, mm: int, rope_b: int = 2) -> float:

@@ -21,25 +21,35 @@ CUDA_CONTEXT_BYTES = 560 * MIB
 NCCL_BASE_BYTES = 256 * MIB
 NCCL_PER_PEER_BYTES = 16 * MIB
 
-#: Caching-allocator overhead: reserved minus allocated at the peak. Tensors allocated once and kept
-#: (weights, optimizer states) waste only block rounding; the churn of activations, logits and gradients
-#: leaves cached blocks that are split for a smaller request and not reusable for a larger one.
-#: ``expandable_segments`` mostly removes the latter.
-FRAGMENTATION = 0.06
-FRAGMENTATION_EXPANDABLE = 0.02
-FRAGMENTATION_RESIDENT = 0.01
+#: Caching-allocator slack, once, on top of the live tensors (which the estimator counts exactly): the replay of
+#: PyTorch's caching allocator (``tuner.memory.trace.allocator``: 512 B blocks, 2 MiB and 20 MiB segments, best fit,
+#: splitting only remainders over 1 MiB in the large pool) on the allocations of the traced training steps of
+#: ``benchmarks/estimator_vs_trace.py`` (0.5B-32B; LoRA, full, freeze; with and without checkpointing; foreach and
+#: fused AdamW), fitted per byte of three kinds of tensor: frozen weights (allocated once, one segment each),
+#: trainable weights + fp32 masters + optimizer states (allocated once but, for states, into blocks cached by the
+#: first step's activations, which they then pin), and everything else at the peak (activations, logits, gradients).
+#: ``SLACK_IN_USE``: reserved memory in segments that hold a live block, which an out-of-memory retry cannot give
+#: back: what a run needs to fit (median error 1.6% of the tensors over 27 traced setups, worst 15% where full
+#: fine-tuning's states pin activation segments). ``SLACK_CACHED``: the free segments a GPU with room to spare keeps
+#: cached on top, to compare with ``max_memory_reserved()`` or nvidia-smi (median 3%, worst 11%).
+SLACK_IN_USE = (0.018, 0.098, 0.052)
+SLACK_CACHED = (0.0, 0.019, 0.148)
+#: With ``expandable_segments`` the allocator maps pages into one growing segment per pool: no segment rounding and
+#: little fragmentation. Not replayed; an estimate.
+SLACK_EXPANDABLE = 0.02
 
 #: cuBLAS workspace (allocated through PyTorch's allocator on first GEMM; several streams share it).
 CUBLAS_WORKSPACE_BYTES = 32 * MIB
 
-#: Bytes per token per vocabulary entry held by HF's ``ForCausalLMLoss`` at its peak, with 16-bit logits:
-#: forward keeps the bf16 logits (2) + their fp32 upcast (4) + log-softmax output (4); backward holds the
-#: saved log-softmax (4) + the NLL gradient (4) + the log-softmax gradient (4) = 12 allocated, and blocks
-#: the allocator cannot reuse across the two phases. Calibrated to 16 so that the Unsloth HF+FA2 max-context
-#: table for Llama-3.1-8B QLoRA (slope 2.47 MB/token, tuner_anchors.md §3.6) is matched within a few percent.
-LOSS_BYTES_PER_VOCAB_TOKEN = 16.0
-#: The same with fp32 logits (``upcast_lmhead_output``, or an fp32 run): no 2-byte copy, the rest as above.
-LOSS_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS = 14.0
+#: Bytes per token per vocabulary entry live at the loss's backward peak (HF ``ForCausalLMLoss``: logits upcast to
+#: fp32, ``cross_entropy`` = ``log_softmax`` + ``nll_loss``): the saved fp32 log-softmax (4), the NLL gradient (4)
+#: and the log-softmax gradient (4). Counted by the trace oracle (``tuner.memory.trace``); the same with fp32 logits.
+LOSS_BYTES_PER_VOCAB_TOKEN = 12.0
+#: ... and at the end of the forward: the 16-bit logits (2), the saved log-softmax (4) and either the loss's fp32
+#: upcast (inside the loss) or accelerate's fp32 copy of the returned logits (``convert_outputs_to_fp32``, after it) (4).
+LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN = 10.0
+#: With fp32 logits (``upcast_lmhead_output``, or an fp32 run) the upcast and the copy are the logits themselves.
+LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS = 8.0
 
 #: bitsandbytes NF4/FP4: 4-bit codes plus per-64-value absmax. Double quantization stores the absmax as
 #: 8-bit with an fp32 scale per 256 blocks (Dettmers et al. 2023): 0.5 + 1/64 + 4/(64*256) B/param.

@@ -32,11 +32,14 @@ from tuner.memory.activations import (
     layer_activation,
     loss_bytes,
 )
-from tuner.memory.model import ParamPlan, arch_facts, plan_params
+from tuner.memory.model import ParamPlan, ParamStats, arch_facts, param_stats, plan_params
 from tuner.memory.optimizers import optimizer_profile
 from tuner.memory.setup import TrainSetup
 
 RESIDENT = "resident"
+#: Component keys by kind of tensor, for the allocator slack (constants.SLACK_IN_USE).
+_FROZEN_KEYS = ("weights_frozen", "weights_quantized", "quant_constants", "ref_model")
+_TRAINABLE_KEYS = ("weights_trainable", "master_weights", "optimizer_states")
 FORWARD_BACKWARD = "forward/backward"
 END_OF_BACKWARD = "end of backward"
 OPTIMIZER_STEP = "optimizer step"
@@ -80,6 +83,7 @@ class MemoryEstimate:
     ceiling: float
     notes: list[str] = field(default_factory=list)
     hardware_name: str | None = None
+    params: ParamStats | None = None  # LLaMA-Factory's trainable/all parameter counts
 
     @property
     def ceiling_bytes(self) -> float | None:
@@ -98,6 +102,28 @@ class MemoryEstimate:
     @property
     def peak_gib(self) -> float:
         return self.peak_bytes / C.GIB
+
+    @property
+    def allocated_bytes(self) -> float:
+        """``torch.cuda.max_memory_allocated()``: the tensors live at the peak, cuBLAS workspace included."""
+        return self.peak_bytes - sum(c.bytes for c in self.at_peak() if c.key in ("allocator", "cuda_context", "nccl"))
+
+    @property
+    def reserved_bytes(self) -> float:
+        """``torch.cuda.max_memory_reserved()`` on a GPU with room to spare: allocated + allocator slack + cache."""
+        return self.allocated_bytes + self.bytes_of("allocator") + self.bytes_of("allocator_cache")
+
+    @property
+    def device_used_bytes(self) -> float:
+        """What nvidia-smi shows for the process on a GPU with room to spare: reserved + CUDA context + NCCL."""
+        return self.reserved_bytes + self.bytes_of("cuda_context") + self.bytes_of("nccl")
+
+    def metric(self, name: str) -> float:
+        """The prediction for a measured metric: ``allocated``, ``reserved`` or ``nvidia-smi``."""
+        by = {"allocated": self.allocated_bytes, "reserved": self.reserved_bytes, "nvidia-smi": self.device_used_bytes}
+        if name not in by:
+            raise ValueError(f"metric must be one of {', '.join(by)}, got {name!r}")
+        return by[name]
 
     def component(self, key: str) -> Component | None:
         return next((c for c in self.components if c.key == key), None)
@@ -118,12 +144,16 @@ class MemoryEstimate:
             "peak_bytes": int(self.peak_bytes),
             "peak_gib": round(self.peak_gib, 3),
             "peak_phase": self.peak_phase,
+            "params": None if self.params is None else self.params.to_dict(),
             "device_bytes": self.device_bytes,
             "ceiling": self.ceiling,
             "ceiling_bytes": None if self.ceiling_bytes is None else int(self.ceiling_bytes),
             "headroom_bytes": None if self.headroom_bytes is None else int(self.headroom_bytes),
             "fits": self.fits,
             "host_ram_bytes": int(self.host_ram_bytes),
+            "allocated_bytes": int(self.allocated_bytes),
+            "reserved_bytes": int(self.reserved_bytes),
+            "device_used_bytes": int(self.device_used_bytes),
             "components": [c.to_dict() for c in self.components],
             "host_components": [c.to_dict() for c in self.host_components],
             "phases": {k: int(v) for k, v in self.phases.items()},
@@ -333,8 +363,9 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     liger = s.liger and arch.model_type in C.LIGER_MODEL_TYPES
     if s.liger and not liger:
         notes.append(f"Liger has no kernels for model type {arch.model_type!r} in LLaMA-Factory: estimated without it")
-    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft")
-    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft)
+    bnb4 = bool(plan.quantized) and s.quantization_method == "bnb" and s.quantization_bit == 4
+    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft", bnb4)
+    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft, bnb4)
     residual = rg.residual_full if plan.embed_trainable else (2 if rg.load_b == 2 else 4)
     first = plan.first_trainable_layer
     gc = s.gradient_checkpointing
@@ -385,7 +416,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     batch_b = batch_tensor_bytes(arch, s.batch_size * s.sequences_per_sample, seq, attention, mm, rope_b=residual)
     fused = liger and s.stage in ("pt", "sft")
     logits_b = 4 if (s.upcast_lmhead_output or mm == 4) else 2
-    loss, loss_detail = loss_bytes(arch, tokens, fused=fused, logits_b=logits_b, hidden_b=mm, head_trainable=plan.lm_head_trainable,
+    loss, loss_fwd, loss_detail = loss_bytes(arch, tokens, fused=fused, logits_b=logits_b, hidden_b=mm, head_trainable=plan.lm_head_trainable,
                                    head_weight_b=rg.trainable_b, stage=s.stage)
 
     # QLoRA dequantisation and ZeRO-3 gathers are transients of the layer working set / of the head.
@@ -409,8 +440,12 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     # The dynamic part of the forward/backward peak. Without checkpointing autograd keeps autocast's 16-bit
     # weight copies until each layer's backward; with it they live only until the forward's autocast exits,
     # which is before the loss backward (the larger loss moment) but after the forward's own loss peak.
-    copies_in_graph = autocast_copies if not gc else 0.0
-    loss_fwd = loss if fused else loss * 10.0 / C.LOSS_BYTES_PER_VOCAB_TOKEN
+    # lm_head is never checkpointed: its 16-bit copy (of a trainable head, or of a trained embedding it is tied to)
+    # is saved by its matmul until lm_head's backward, past the loss's backward.
+    head_w = facts.counts.lm_head or facts.counts.embeddings
+    head_trains = plan.lm_head_trainable or (facts.counts.lm_head == 0 and plan.embed_trainable)
+    head_copy = head_w * 2 if (autocast_copies and head_trains) else 0.0
+    copies_in_graph = autocast_copies if not gc else head_copy
     candidates = {
         "loss": loss + copies_in_graph,
         "layer": work_last + copies_in_graph,
@@ -434,7 +469,19 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         g_at_a = grads_full * frac
         g_at_a_detail = "gradients of the head and last layer"
     fb = act_base + dynamic + gathered + g_at_a
-    eob = grads_full + work_first + batch_b + gathered
+    # End of backward: the first layer's backward next to nearly all gradients, or, when the embedding trains, its
+    # gradient. Untied, embedding_dense_backward's output becomes the last gradient (autograd steals it). Tied to
+    # lm_head, the engine sums it with lm_head's contribution, which waits in the input buffer from the start of
+    # backward; that sum is out of place (the first contribution is a view of its mm's output, torch's
+    # ``InputBuffer::accumulate`` adds in place only into a tensor owning its storage alone): two more copies.
+    embed_grad = facts.counts.embeddings * rg.grad_b if (plan.embed_trainable and grads_full and not ds and not layerwise
+                                                         and prof.stores_grads and not s.use_badam) else 0.0
+    tied = facts.counts.lm_head == 0
+    eob_layer = work_first - (0.0 if tied else embed_grad)
+    eob_embed = facts.counts.embeddings * (residual + rg.grad_b) if (embed_grad and tied) else 0.0
+    eob_work, eob_detail = (eob_layer, "the first layer's backward, the last one backward visits") if eob_layer >= eob_embed else (
+        eob_embed, "the tied embedding's gradient and its sum with lm_head's, next to all other gradients")
+    eob = grads_full + eob_work + batch_b + gathered
     step_tmp = 0.0
     step_detail: list[str] = []
     if not off_opt:
@@ -475,7 +522,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         dyn("adapter_activations", label, lora_extra, "what lora_dropout > 0 or DoRA add to the saved activations", FORWARD_BACKWARD)
     layer_detail = ("recomputed layer + its backward temporaries" if gc else "backward temporaries") + (
         f" + dequantised weights {_gib(dequant)}" if dequant else "")
-    loss_src = E if fused else K
+    loss_src = E
     if winner == "forward":
         dyn("logits", "logits and loss (forward)", loss_fwd, loss_detail + "; at the end of the forward", FORWARD_BACKWARD, source=loss_src)
     elif winner == "loss":
@@ -494,21 +541,41 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     elif autocast_copies:
         comps.append(Component("autocast_copies", "autocast 16-bit weight copies", autocast_copies, E,
                                "freed when the forward's autocast exits (gradient checkpointing)", FORWARD_BACKWARD, at_peak=False))
+        dyn("head_autocast_copy", "lm_head's 16-bit weight copy", head_copy,
+            f"{_fmt(head_w)} params x 2 B, saved by lm_head's matmul until its backward (lm_head is not checkpointed)", FORWARD_BACKWARD)
     dyn("gradients_partial", "gradients (during backward)", g_at_a, g_at_a_detail, FORWARD_BACKWARD)
     dyn("gradients", "gradients", grads_full, grad_detail, END_OF_BACKWARD if peak_phase != OPTIMIZER_STEP else OPTIMIZER_STEP)
     if peak_phase == END_OF_BACKWARD:
-        dyn("first_layer_backward", "first layer's backward working set", work_first + batch_b, "the last layer backward visits", END_OF_BACKWARD)
+        dyn("first_layer_backward", "backward working set at its end", eob_work + batch_b, eob_detail, END_OF_BACKWARD)
     dyn("step_temporaries", "optimizer-step temporaries", step_tmp, "; ".join(step_detail), OPTIMIZER_STEP)
     if peak_phase == END_OF_BACKWARD:
         dyn("zero3_gathered_eob", "ZeRO-3 gathered parameters", gathered, gather_detail, END_OF_BACKWARD)
 
     resident = sum(c.bytes for c in comps if c.phase == RESIDENT)
-    frag_rate = C.FRAGMENTATION_EXPANDABLE if s.expandable_segments else C.FRAGMENTATION
-    frag = phases[peak_phase] * frag_rate + resident * C.FRAGMENTATION_RESIDENT
-    comps.append(Component("allocator", "allocator reserve / fragmentation", frag, E,
-                           f"{frag_rate:.0%} of the {_gib(phases[peak_phase])} allocated during the {peak_phase}"
-                           f"{' (expandable_segments)' if s.expandable_segments else ''} + {C.FRAGMENTATION_RESIDENT:.0%} of "
-                           f"{_gib(resident)} resident", OVERHEAD))
+    # Allocator slack, counted once (constants.SLACK_*): per kind of tensor live at the peak.
+    # Under DeepSpeed the module's weights are allocated once like frozen ones, and the fp32 masters and states live
+    # in flat partitions (a segment each): neither pins activation segments the way per-parameter states do.
+    frozen_keys = _FROZEN_KEYS + (("weights_trainable",) if ds else ())
+    frozen_res = sum(c.bytes for c in comps if c.key in frozen_keys)
+    train_res = 0.0 if ds else sum(c.bytes for c in comps if c.key in _TRAINABLE_KEYS)
+    flat = sum(c.bytes for c in comps if c.key in ("master_weights", "optimizer_states")) if ds else 0.0
+    other = max(0.0, resident - C.CUBLAS_WORKSPACE_BYTES + phases[peak_phase] - frozen_res - train_res - flat)
+    if s.expandable_segments:
+        in_use, cached = C.SLACK_EXPANDABLE * (phases[peak_phase]), 0.0
+        slack_detail = f"{C.SLACK_EXPANDABLE:.0%} of the {_gib(phases[peak_phase])} allocated during the {peak_phase} (expandable_segments)"
+    else:
+        a, b, c_ = C.SLACK_IN_USE
+        in_use = a * frozen_res + b * train_res + c_ * other
+        ca, cb, cc = C.SLACK_CACHED
+        cached = ca * frozen_res + cb * train_res + cc * other
+        slack_detail = (f"segments held by live blocks: {a:.1%} of {_gib(frozen_res)} frozen weights + {b:.1%} of "
+                        f"{_gib(train_res)} trainable weights and states + {c_:.1%} of {_gib(other)} other tensors at the "
+                        f"{peak_phase} (caching-allocator replay)")
+    comps.append(Component("allocator", "allocator slack", in_use, K, slack_detail, OVERHEAD))
+    if cached:
+        comps.append(Component("allocator_cache", "allocator cache (a roomy GPU keeps it)", cached, K,
+                               "free segments kept cached when nothing forces their release: counted in max_memory_reserved "
+                               "and nvidia-smi, given back before an out-of-memory error", OVERHEAD, at_peak=False))
     comps.append(Component("cuda_context", "CUDA context", C.CUDA_CONTEXT_BYTES, E,
                            "driver context, kernels, cuBLAS/cuDNN handles outside PyTorch (~500-600 MiB on H100, torch 2.x)", OVERHEAD))
     if N > 1:
@@ -542,4 +609,5 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         ceiling=ceiling,
         notes=notes,
         hardware_name=hw_name,
+        params=param_stats(s),
     )

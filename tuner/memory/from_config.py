@@ -64,9 +64,9 @@ def setup_from_context(ctx: Context) -> TrainSetup:
     stage_name = ctx.stage if ctx.stage in ("pt", "sft", "rm", "ppo", "dpo", "kto") else "sft"
     pref_loss = str(ctx.get("pref_loss") or "sigmoid")
     use_ref = (stage_name == "kto" or (stage_name == "dpo" and pref_loss not in ("orpo", "simpo"))) and not ctx.get("ref_model")
-    # An unstated optimizer resolves to fused AdamW on recent transformers; the estimator sizes the foreach step
-    # for it, whose peak is the larger of the two until the fused second-step peak is modelled.
-    optim = "adam_mini" if resolved.custom_optimizer == "adam_mini" else parse_optim(resolved.optim if resolved.optim_stated else None)
+    # An unstated optimizer is the target transformers version's default (fused AdamW since 4.54 on torch >= 2.8),
+    # as the resolved configuration says; the estimator sizes the fused second-step peak as well as foreach's step.
+    optim = "adam_mini" if resolved.custom_optimizer == "adam_mini" else parse_optim(resolved.optim)
     gpus = ctx.gpus
     return TrainSetup(
         arch=arch,

@@ -380,3 +380,39 @@ def _plan_params(setup: TrainSetup) -> ParamPlan:
         state_params=state_params,
         notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """The parameter counts LLaMA-Factory logs after loading a model for training.
+
+    They follow LLaMA-Factory v0.9.5 ``src/llamafactory/extras/misc.py`` ``count_parameters`` (called from
+    ``model/loader.py`` ``load_model``): every tensor of ``model.parameters()`` once (a tied ``lm_head`` is the
+    embedding's tensor), LoRA/OFT adapters and PEFT's ``modules_to_save`` copies included, ZeRO-3 partitions at
+    their full size (``ds_numel``) and bitsandbytes 4-bit weights at their unpacked size. Users compare these
+    numbers with their training log first, so they are exact, not rounded.
+    """
+
+    trainable: int
+    all: int
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.trainable / self.all if self.all else 0.0
+
+    def line(self) -> str:
+        """The line as LLaMA-Factory logs it."""
+        return f"trainable params: {self.trainable:,} || all params: {self.all:,} || trainable%: {self.percent:.4f}"
+
+    def to_dict(self) -> dict[str, float]:
+        return {"trainable": self.trainable, "all": self.all, "trainable_percent": round(self.percent, 4)}
+
+
+def param_stats(setup: TrainSetup) -> ParamStats:
+    """LLaMA-Factory's ``trainable params`` / ``all params`` for ``setup`` (see :class:`ParamStats`).
+
+    BAdam freezes blocks inside its optimizer, after the model is loaded: at the time LLaMA-Factory counts,
+    the model is set up as plain full (or freeze) tuning, so the counts are those of that setup.
+    """
+    plan = plan_params(setup.with_(use_badam=False) if setup.use_badam else setup)
+    return ParamStats(trainable=plan.trainable, all=plan.total)

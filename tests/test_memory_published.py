@@ -1,0 +1,32 @@
+"""benchmarks/estimator_published.py: every record is sourced, names a metric the estimator predicts, and runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("estimator_published", ROOT / "benchmarks" / "estimator_published.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("estimator_published", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_records_are_sourced_and_compared_metric_for_metric() -> None:
+    bench = _module()
+    recs = bench.records()
+    assert len(recs) >= 20
+    assert all(r.source and r.metric in ("allocated", "reserved", "nvidia-smi") and r.measured_bytes > 0 for r in recs)
+    assert all(r.adjust_note for r in recs if r.adjust_bytes)  # every adjustment says why
+    rows = bench.run()
+    assert len(rows) == len(recs)
+    text = bench.markdown(rows)
+    assert f"{len(recs)} records: median |error|" in text
+    # a sanity band: no conversion may be off by more than a third
+    assert all(abs(r["error_pct"]) < 35 for r in rows)

@@ -1,0 +1,161 @@
+"""PyTorch's CUDA caching allocator, replayed on a sequence of allocations and frees (pure Python, no CUDA).
+
+The rules are those of the native backend with the default configuration (PyTorch ``c10/cuda/CUDACachingAllocator.cpp``,
+``DeviceCachingAllocator``; one stream, no ``max_split_size_mb``, no ``expandable_segments``):
+
+* a request is rounded up to a multiple of 512 B (``kMinBlockSize``; ``round_size``);
+* requests up to 1 MiB (``kSmallSize``) come from the small pool, larger ones from the large pool;
+* a request is served by the smallest cached free block of its pool that is large enough (best fit,
+  ``get_free_block``); if there is none a new segment is reserved with ``cudaMalloc``: 2 MiB (``kSmallBuffer``)
+  for a small request, 20 MiB (``kLargeBuffer``) for one under 10 MiB (``kMinLargeAlloc``), else the request
+  rounded up to 2 MiB (``kRoundLarge``; ``get_allocation_size``);
+* the block is split when the rest is worth keeping: at least 512 B in the small pool, more than 1 MiB in the
+  large pool (``should_split``); otherwise the caller gets the whole block and ``allocated_bytes`` counts all of it;
+* a freed block merges with free neighbours of its segment and stays cached: segments are never returned here
+  (the real allocator returns whole free segments only when a ``cudaMalloc`` fails, or on ``empty_cache``).
+
+``allocated`` and ``reserved`` are ``torch.cuda.memory_allocated()`` and ``memory_reserved()``; their maxima are
+``max_memory_allocated()`` and ``max_memory_reserved()`` on a device with room to spare. ``in_use_segments`` is the
+reserved memory an out-of-memory retry could not give back (segments holding at least one live block): its maximum
+is what the run needs to fit at all, up to the placement of the new segments after such a retry.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+KMIN_BLOCK = 512
+KSMALL_SIZE = 1 << 20
+KSMALL_BUFFER = 2 << 20
+KLARGE_BUFFER = 20 << 20
+KMIN_LARGE_ALLOC = 10 << 20
+KROUND_LARGE = 2 << 20
+
+
+def round_size(nbytes: int) -> int:
+    """``round_size``: at least 512 B, a multiple of 512 B."""
+    return KMIN_BLOCK if nbytes < KMIN_BLOCK else -(-nbytes // KMIN_BLOCK) * KMIN_BLOCK
+
+
+def allocation_size(size: int) -> int:
+    """``get_allocation_size``: the segment ``cudaMalloc`` reserves for a (rounded) request nothing cached serves."""
+    if size <= KSMALL_SIZE:
+        return KSMALL_BUFFER
+    if size < KMIN_LARGE_ALLOC:
+        return KLARGE_BUFFER
+    return -(-size // KROUND_LARGE) * KROUND_LARGE
+
+
+@dataclass
+class _Block:
+    segment: int
+    offset: int
+    size: int
+    small: bool
+    allocated: bool = False
+    prev: _Block | None = None
+    next: _Block | None = None
+    bid: int = 0
+
+
+@dataclass
+class CachingAllocator:
+    """Replays ``malloc``/``free`` and keeps the allocator's statistics (see the module docstring)."""
+
+    allocated: int = 0
+    reserved: int = 0
+    max_allocated: int = 0
+    max_reserved: int = 0
+    in_use_segments: int = 0
+    max_in_use_segments: int = 0
+    segments: int = 0
+    _free: dict[bool, list[tuple[int, int, int, int]]] = field(default_factory=lambda: {True: [], False: []})
+    _blocks: dict[int, _Block] = field(default_factory=dict)
+    _segment_size: dict[int, int] = field(default_factory=dict)
+    _segment_live: dict[int, int] = field(default_factory=dict)  # live blocks per segment
+    _next_id: int = 0
+
+    # -- pools -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _key(b: _Block) -> tuple[int, int, int, int]:
+        return (b.size, b.segment, b.offset, b.bid)  # size first: best fit; then a stable address order
+
+    def _insert(self, b: _Block) -> None:
+        bisect.insort(self._free[b.small], self._key(b))
+
+    def _remove(self, b: _Block) -> None:
+        pool = self._free[b.small]
+        i = bisect.bisect_left(pool, self._key(b))
+        assert pool[i] == self._key(b)
+        pool.pop(i)
+
+    def _new_block(self, segment: int, offset: int, size: int, small: bool) -> _Block:
+        self._next_id += 1
+        b = _Block(segment, offset, size, small, bid=self._next_id)
+        self._blocks[b.bid] = b
+        return b
+
+    # -- the API -----------------------------------------------------------------------------------------------
+    def malloc(self, nbytes: int) -> int:
+        """Allocate ``nbytes``; returns a handle for :meth:`free` (0 for an empty request, which allocates nothing)."""
+        if nbytes <= 0:
+            return 0
+        size = round_size(nbytes)
+        small = size <= KSMALL_SIZE
+        pool = self._free[small]
+        i = bisect.bisect_left(pool, (size, -1, -1, -1))
+        if i < len(pool):
+            block = self._blocks[pool.pop(i)[3]]
+        else:
+            seg_size = allocation_size(size)
+            self.segments += 1
+            seg = self.segments
+            self._segment_size[seg] = seg_size
+            self._segment_live[seg] = 0
+            self.reserved += seg_size
+            self.max_reserved = max(self.max_reserved, self.reserved)
+            block = self._new_block(seg, 0, seg_size, small)
+        remaining = block.size - size
+        if (remaining >= KMIN_BLOCK) if small else (remaining > KSMALL_SIZE):
+            rest = self._new_block(block.segment, block.offset + size, remaining, small)
+            rest.prev, rest.next = block, block.next
+            if block.next is not None:
+                block.next.prev = rest
+            block.next = rest
+            block.size = size
+            self._insert(rest)
+        block.allocated = True
+        self.allocated += block.size
+        self.max_allocated = max(self.max_allocated, self.allocated)
+        if self._segment_live[block.segment] == 0:
+            self.in_use_segments += self._segment_size[block.segment]
+            self.max_in_use_segments = max(self.max_in_use_segments, self.in_use_segments)
+        self._segment_live[block.segment] += 1
+        return block.bid
+
+    def free(self, handle: int) -> None:
+        if handle == 0:
+            return
+        block = self._blocks[handle]
+        assert block.allocated, "double free"
+        block.allocated = False
+        self.allocated -= block.size
+        self._segment_live[block.segment] -= 1
+        if self._segment_live[block.segment] == 0:
+            self.in_use_segments -= self._segment_size[block.segment]
+        for neighbour in (block.prev, block.next):
+            if neighbour is not None and not neighbour.allocated:
+                self._remove(neighbour)
+                del self._blocks[neighbour.bid]
+                if neighbour is block.prev:
+                    block.offset = neighbour.offset
+                    block.prev = neighbour.prev
+                    if neighbour.prev is not None:
+                        neighbour.prev.next = block
+                else:
+                    block.next = neighbour.next
+                    if neighbour.next is not None:
+                        neighbour.next.prev = block
+                block.size += neighbour.size
+        self._insert(block)
