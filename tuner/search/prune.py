@@ -43,7 +43,7 @@ class Observation:
 
     number: int
     point: Point
-    status: str
+    status: str  # ok | marginal (over by less than the memory noise: prunes nothing) | over_budget | oom | ...
     predicted: int | None  # the raw estimate, bytes per device
     measured: int | None  # the measured peak, bytes per device
 
@@ -140,7 +140,7 @@ class Pruner:
                     self.fit.append(o)
             elif o.status in OVER_STATUSES:
                 self.over.append(o)
-            if o.status == "over_budget":  # the peak was measured, only the verdict differs
+            if o.status in ("over_budget", "marginal"):  # the peak was measured, only the verdict differs
                 self.calibration.add(o.point, o.predicted, o.measured)
 
     def raw_estimate(self, point: Point) -> int | None:
