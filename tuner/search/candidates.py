@@ -225,7 +225,7 @@ class Pool:
         ``min_rounds`` of them), else from the two combined estimates."""
         pairs = self.shared_rounds(a, b)
         if len(pairs) >= min_rounds:
-            return paired_ratio(pairs, self.between)
+            return paired_ratio(pairs, self.between, between_df=self.between_df)
         assert a.estimate is not None and b.estimate is not None
         return unpaired_ratio(a.estimate, b.estimate)
 

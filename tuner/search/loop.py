@@ -71,8 +71,8 @@ Runner = Callable[..., TrialResult]
 #: Finalists raced at once.
 RACE_FINALISTS = 3
 #: Gain rounds (choice and baseline back to back) at most, and the interval half-width that ends them earlier.
-MAX_GAIN_ROUNDS = 3
-GAIN_TARGET = 0.05
+MAX_GAIN_ROUNDS = 2
+GAIN_TARGET = 0.10
 
 
 class SearchInterrupted(Exception):
@@ -121,7 +121,7 @@ class Search:
         self.me = worker_id()
         self.baseline = self.baseline or self.space.baseline()
         self.policy = self.policy or Policy("balanced", self.within)
-        self.planner = Planner(self.space, self.pruner, self.ceiling_bytes, self.baseline)
+        self.planner = Planner(self.space, self.pruner, self.ceiling_bytes, self.baseline, self.policy)
         self._lora_objective = len(self.study.directions) > 1
         self._written: dict[int, dict[str, Any]] = {}
         self.interval_s: float = self.heartbeat_s or interval_from_env()

@@ -11,7 +11,10 @@ sampler:
 4. the **boundary** of each memory regime (every combination of the dimensions other than micro batch and rank,
    the ones expected to be fastest first) at the highest rank: the largest micro batch the calibrated estimator
    says fits, stepping down when a trial runs out of memory;
-5. then the **sampler** (multi-objective TPE with constraints) and, in turns with it or when it keeps proposing
+5. the untried **cheaper neighbours** of the current choice (checkpointing off at the same batch; a smaller rank
+   under the throughput policy), so the rule "a choice gives way to a cheaper neighbour it does not beat" has the
+   measurement it needs; then the boundaries at the lowest rank, where it frees memory for a larger batch;
+6. then the **sampler** (multi-objective TPE with constraints) and, in turns with it or when it keeps proposing
    points already measured, the untried **neighbours** of the best points.
 
 A proposal of a point already measured or pruned is **answered** from what is known (:meth:`Planner.answer`):
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tuner.search.candidates import Pool
+from tuner.search.policy import Policy, choose
 from tuner.search.prune import Pruner
 from tuner.search.records import INTERRUPTED, LOST, PRUNED, TrialRecord
 from tuner.search.space import DIMENSIONS, Point, SearchSpace
@@ -43,11 +47,13 @@ class Answer:
 
 
 class Planner:
-    def __init__(self, space: SearchSpace, pruner: Pruner, ceiling_bytes: int, baseline: Point) -> None:
+    def __init__(self, space: SearchSpace, pruner: Pruner, ceiling_bytes: int, baseline: Point,
+                 policy: Policy | None = None) -> None:  # fmt: skip
         self.space = space
         self.pruner = pruner
         self.ceiling_bytes = ceiling_bytes
         self.baseline = baseline
+        self.policy = policy or Policy()
 
     # -- the planned points ----------------------------------------------------------------------------------
     def regimes(self) -> list[dict[str, object]]:
@@ -90,10 +96,33 @@ class Planner:
         if min(self.space.ranks) != ranks[0]:
             ranks.append(min(self.space.ranks))
         for rank in ranks:
+            if rank != ranks[0]:
+                # before a lower rank's boundary: what the current choice must beat to stand
+                q = self.cheaper_neighbour(pool, remaining)
+                if q is not None:
+                    return q, "neighbor"
             for regime in self.regimes():
                 pick = self._climb(records, pool, remaining, regime, rank, top=rank == ranks[0])
                 if pick is not None:
                     return pick, "boundary"
+        q = self.cheaper_neighbour(pool, remaining)
+        return (q, "neighbor") if q is not None else None
+
+    def fits(self, p: Point) -> bool:
+        v = self.pruner.predict(p).value
+        return v is None or v <= self.ceiling_bytes
+
+    def cheaper_neighbour(self, pool: Pool, remaining: Sequence[Point]) -> Point | None:
+        """An untried point one dimension from the current choice at a lower cost there (checkpointing off, a
+        smaller rank under the throughput policy), predicted to fit: the policy needs it measured to know
+        whether the choice beats it."""
+        choice = choose(pool, self.policy)
+        if choice is None:
+            return None
+        rem = {p.key for p in remaining}
+        for _, q in self.space.cheaper_neighbours(choice.record.point, self.policy.cost_dimensions()):
+            if q.key in rem and self.fits(q):
+                return q
         return None
 
     def _climb(self, records: Sequence[TrialRecord], pool: Pool, remaining: Sequence[Point],
@@ -134,11 +163,7 @@ class Planner:
         rem = {p.key: p for p in remaining}
         best = sorted(pool.feasible(), key=lambda c: -(c.tokens_per_s or 0.0))[:4]
         steps = [rem[q.key] for c in best for q in self.space.neighbours(c.point) if q.key in rem]
-
-        def fits(p: Point) -> bool:
-            v = self.pruner.predict(p).value
-            return v is None or v <= self.ceiling_bytes
-
+        fits = self.fits
         for q in steps:
             if fits(q):
                 return q

@@ -35,6 +35,9 @@ from tuner.trial.stats import Ratio
 POLICIES = ("balanced", "throughput", "quality")
 DEFAULT_POLICY = "balanced"
 DEFAULT_WITHIN = 0.10
+#: Racing stops for a contender whose ratio to the choice is known to within this of 1 either way: a
+#: difference that small does not change what a run costs, and no number of rounds would make it matter.
+EQUIVALENCE = 0.02
 
 POLICY_HELP = (
     "How to choose among feasible trials: 'balanced' = the highest LoRA rank within --within of the best "
@@ -241,7 +244,7 @@ def finalists(data: Sequence[TrialRecord] | Pool, policy: Policy, limit: int = 3
 
     A contender is a feasible point the policy would choose instead if it were faster (see
     :meth:`Policy.same_class`; this includes the cheaper neighbours the choice must beat) whose ratio to the
-    choice has an interval containing 1. Under ``balanced``, the best point is one too when the choice's
+    choice has an interval containing 1, unless that interval is within :data:`EQUIVALENCE` of 1 both ways. Under ``balanced``, the best point is one too when the choice's
     share of it could be on either side of the bar, and so is a higher rank whose share straddles the bar.
     """
     pool = as_pool(data)
@@ -254,7 +257,8 @@ def finalists(data: Sequence[TrialRecord] | Pool, policy: Policy, limit: int = 3
         if c is pick:
             continue
         r = pool.compare(pick, c)
-        if policy.same_class(pick, c) and not r.separated:
+        equivalent = 1 / (1 + EQUIVALENCE) <= r.lo and r.hi <= 1 + EQUIVALENCE
+        if policy.same_class(pick, c) and not r.separated and not equivalent:
             scored.append((abs(r.center - 1), c))
     if policy.name == "balanced" and choice.best is not pick:
         bar = 1 / (1 - policy.within)  # best / pick must stay below this for the pick to qualify

@@ -294,13 +294,14 @@ def unpaired_ratio(a: Estimate, b: Estimate) -> Ratio:
 
 
 def paired_ratio(pairs: Sequence[tuple[Measurement, Measurement]], between: float | None = None,
-                 confidence: float = CONFIDENCE) -> Ratio:  # fmt: skip
+                 confidence: float = CONFIDENCE, between_df: int = 0) -> Ratio:  # fmt: skip
     """A / B from runs taken back to back, one pair per round.
 
-    From three rounds on, a t-interval on the per-round log ratios (which carries every source of noise); with
-    fewer, the runs' own standard errors plus twice the pooled run-to-run noise per round (both runs of a round
-    vary), since one or two differences cannot estimate a spread. Either way never narrower than the runs' own
-    standard errors allow.
+    The variance of one round's log ratio is pooled from two estimates: the spread of the rounds' own ratios
+    (k - 1 degrees of freedom, which sees what pairing cancels) and twice the study's run-to-run variance
+    ``between²`` (``between_df`` degrees of freedom, from every point measured more than once), so that two or
+    three rounds do not pay a t quantile of 1 or 2 degrees of freedom. The interval is a t-interval with the
+    pooled degrees of freedom, never narrower than the runs' own standard errors allow.
     """
     if not pairs:
         raise ValueError("no paired rounds")
@@ -309,14 +310,20 @@ def paired_ratio(pairs: Sequence[tuple[Measurement, Measurement]], between: floa
     d = sum(diffs) / k
     within = sum(a.se_rel**2 + b.se_rel**2 for a, b in pairs) / k / k
     noisy = any(not (a.exact and b.exact) for a, b in pairs)
-    if k >= 3:
-        var = max(statistics.variance(diffs) / k, within)
-        q = t_quantile(two_sided(confidence), k - 1)
-        method = f"paired, {k} rounds (t-interval on the per-round ratios)"
+    ss, df = 0.0, 0
+    if k >= 2 and noisy:
+        ss, df = sum((x - d) ** 2 for x in diffs), k - 1
+    if noisy and between is not None and between_df > 0:
+        ss += between_df * 2 * between**2
+        df += between_df
+    if df > 0:
+        var = max(ss / df / k, within)
+        q = t_quantile(two_sided(confidence), df)
+        method = f"paired over {k} round(s), t-interval with {df} degrees of freedom"
     else:
-        var = within + (2 * (between or 0.0) ** 2 / k if noisy else 0.0)
+        var = within
         q = normal_quantile(two_sided(confidence))
-        method = f"paired, {k} round(s) (runs' own errors + pooled run-to-run noise)"
+        method = f"paired over {k} round(s), from the runs' own errors"
     se = math.sqrt(var)
     return Ratio(math.exp(d), math.exp(d - q * se), math.exp(d + q * se), k, method, confidence)
 

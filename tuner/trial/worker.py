@@ -343,7 +343,8 @@ class Trial:
         self.extra["loss"] = loss
         self.extra["tokens_per_micro_step"] = spec.tokens_per_micro_step
 
-    def _stop_reason(self, step_all: list[float], tokens_per_step: float, measuring_since: float) -> str:
+    def _stop_reason(self, step_all: list[float], tokens_per_step: float, measuring_since: float,
+                     now: float | None = None) -> str:  # fmt: skip
         """Why to stop measuring now, or "" to take another step: the interval is narrow enough, the time cap
         has passed (with at least two measured steps), or the step cap."""
         spec = self.spec
@@ -352,7 +353,7 @@ class Trial:
             return f"step cap ({spec.max_steps} steps)"
         if measured < 2:
             return ""
-        elapsed = time.perf_counter() - measuring_since
+        elapsed = (time.perf_counter() if now is None else now) - measuring_since
         if measured >= spec.measure_steps:
             m = step_measurement(step_all, tokens_per_step, min_warmup=spec.warmup_steps)
             if converged(m, spec.target_rel_ci, spec.measure_steps):
