@@ -251,14 +251,16 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
     choice = choose(pool, policy)
     out = prep.output_dir
     rctx = ReportContext(
-        model=prep.model.describe(), hardware=prep.device.description, device=prep.device.kind,
+        model=model_text(prep, out), hardware=prep.device.description, device=prep.device.kind,
         ceiling_bytes=prep.ceiling_bytes, ceiling_fraction=prep.options.vram_ceiling,
         memory_total_bytes=prep.device.memory_total, memory_method=prep.device.memory_method,
         global_batch=prep.space.global_batch, world_size=prep.space.world_size,
-        cutoff_len=prep.space.template.cutoff_len, cutoff_source=prep.cutoff_source, ranks=prep.space.ranks,
+        cutoff_len=prep.space.template.cutoff_len, cutoff_source=relativize(prep.cutoff_source, prep, out),
+        ranks=prep.space.ranks,
         is_lora=prep.space.is_lora, study_name=prep.study_name, storage=shown_storage(prep.storage, out),
         stop_reason=outcome.stop_reason, elapsed_s=outcome.elapsed_s, resume_command=resume_cmd,
-        calibration=outcome.calibration, notes=list(prep.notes), space_size=prep.space.size,
+        calibration=outcome.calibration, notes=[relativize(n, prep, out) for n in prep.notes],
+        space_size=prep.space.size,
         noise=pool.summary().text(), race_note=outcome.race_note, target_ci=prep.space.template.target_rel_ci,
         space=prep.space,
     )  # fmt: skip
@@ -344,6 +346,23 @@ def relative_to(path: Path, directory: Path) -> str:
     import os
 
     return os.path.relpath(Path(path).resolve(), Path(directory).resolve())
+
+
+def model_text(prep: Prepared, out: Path) -> str:
+    """The model's description, a local model directory named from the output directory."""
+    text = prep.model.describe()
+    path = prep.model.path
+    if prep.model.source == "config.json" and path is not None:
+        text = text.replace(str(path), relative_to(path, out))
+    return relativize(text, prep, out)
+
+
+def relativize(text: str, prep: Prepared, out: Path) -> str:
+    """Paths below the launch directory in a message, named from the output directory instead."""
+    import os
+
+    cwd = str(Path(prep.options.cwd).resolve())
+    return text.replace(cwd + os.sep, relative_to(Path(cwd), out) + os.sep) if cwd != os.sep else text
 
 
 def shown_storage(storage: str, out: Path) -> str:

@@ -34,6 +34,10 @@ from tuner.trial.stats import (
     unpaired_ratio,
 )
 
+#: Run-to-run noise (sd of log tokens/s) assumed for a single run while no point has been measured twice: a
+#: single run's own interval knows nothing of how the next process will do (the issue that led here saw 7-15%
+#: between repeats of short trials on a quiet CPU). Replaced by the measured figure from the first repeat on.
+BETWEEN_PRIOR = 0.03
 #: The smallest memory noise assumed, as a fraction of the ceiling: the same CPU trial measured 838 MiB once
 #: and 837 MiB another time; GPU peaks vary less, but a fraction of a percent costs nothing to respect.
 MEMORY_NOISE_FLOOR = 0.005
@@ -167,6 +171,7 @@ class Pool:
     between_df: int = 0
     memory_noise: int = 0
     records: list[TrialRecord] = field(default_factory=list)
+    between_assumed: bool = False  # no point measured twice yet: ``between`` is BETWEEN_PRIOR
 
     @classmethod
     def build(cls, records: Sequence[TrialRecord], ceiling_bytes: int | None = None) -> Pool:
@@ -177,6 +182,9 @@ class Pool:
                 by_key.setdefault(r.point.key, []).append(r)
         groups = [[m for r in runs if r.measured and (m := r.measurement) is not None] for runs in by_key.values()]
         between, df = pooled_between(groups)
+        assumed = between is None
+        if assumed:
+            between = BETWEEN_PRIOR
         spread = 0
         for runs in by_key.values():
             peaks = [int(r.peak_bytes) for r in runs if r.measured and r.peak_bytes is not None]
@@ -188,7 +196,7 @@ class Pool:
             ms = [m for r in runs if r.measured and (m := r.measurement) is not None]
             est = combine(ms, between) if ms else None
             cands[key] = Candidate(runs[0].point, runs, est, ceiling, noise)
-        return cls(cands, ceiling, between, df, noise, list(records))
+        return cls(cands, ceiling, between, df, noise, list(records), assumed)
 
     # -- views --------------------------------------------------------------------------------------------
     def __iter__(self) -> Any:
@@ -196,6 +204,9 @@ class Pool:
 
     def get(self, point: Point) -> Candidate | None:
         return self.candidates.get(point.key)
+
+    def get_key(self, key: str | None) -> Candidate | None:
+        return self.candidates.get(key) if key else None
 
     def feasible(self) -> list[Candidate]:
         return [c for c in self.candidates.values() if c.feasible]
@@ -233,6 +244,8 @@ class Pool:
         """The noise level of the study's measurements, for the report."""
         singles = [m.rel_half for c in self.candidates.values() for m in c.measurements if not m.exact]
         within = statistics.median(singles) if singles else None
+        if self.between_assumed:
+            return Summary(None, 0, within, len(singles), [f"run-to-run noise assumed {BETWEEN_PRIOR:.0%}"] if singles else [])
         return Summary(self.between, self.between_df, within, len(singles))
 
 

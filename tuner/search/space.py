@@ -116,7 +116,7 @@ class Dimension:
     show: Callable[[Any], str]  # a value as a report cell
     spec: Callable[[SearchSpace, Any], dict[str, Any]]  # TrialSpec fields a value sets
     yaml: Callable[[SearchSpace, Any], dict[str, Any]]  # LLaMA-Factory keys a value sets (None: remove the key)
-    applies: Callable[[SearchSpace], bool]  # whether the dimension exists for this space (shown, edited)
+    applies: Callable[[SearchSpace], bool]  # whether a report or description shows it for this space
     probe_first: Callable[[Any], float] = lambda v: 0.0  # the planner's guess of the faster value: lower first
 
     def __repr__(self) -> str:
@@ -183,12 +183,12 @@ DIMENSIONS: tuple[Dimension, ...] = (
         name="enable_liger_kernel", field="liger", values_attr="ligers", label="Liger kernel", abbrev="lg",
         memory=-1, cost=None, parse=bool, default=False, show=_onoff,
         spec=lambda sp, v: {"liger": v}, yaml=lambda sp, v: {"enable_liger_kernel": v},
-        applies=lambda sp: True, probe_first=lambda v: 0.0 if v else 1.0,  # fused kernels are usually faster
+        applies=lambda sp: sp.ligers != (False,), probe_first=lambda v: 0.0 if v else 1.0,  # fused kernels are usually faster
     ),
     Dimension(
         name="distributed", field="dist", values_attr="dists", label="distributed", abbrev="", memory=0,
         cost=lambda v: float(DIST_COST_ORDER.index(v)) if v in DIST_COST_ORDER else 99.0, parse=str,
-        default="none", show=str, spec=_dist_spec, yaml=_dist_yaml, applies=lambda sp: True,
+        default="none", show=str, spec=_dist_spec, yaml=_dist_yaml, applies=lambda sp: sp.dists != ("none",),
         probe_first=lambda v: float(DIST_COST_ORDER.index(v)) if v in DIST_COST_ORDER else 99.0,
     ),
 )  # fmt: skip
@@ -338,10 +338,6 @@ class SearchSpace:
             v = p.get(dim)
             if dim.field == "micro":
                 parts.append(f"micro batch {v} × {self.grad_accum(v)}")
-            elif dim.field == "dist" and v == "none" and len(self.values(dim)) == 1:
-                continue
-            elif dim.field == "liger" and len(self.values(dim)) == 1 and not v:
-                continue
             else:
                 parts.append(f"{dim.label} {dim.show(v)}")
         return ", ".join(parts)

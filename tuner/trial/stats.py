@@ -347,5 +347,6 @@ class Summary:
             parts.append(f"repeated runs of the same point differ by {self.between:.1%} (standard deviation, "
                          f"{self.between_df} degree(s) of freedom)")  # fmt: skip
         else:
-            parts.append("no point was measured twice, so run-to-run noise is not known")
+            parts.append("no point was measured twice, so run-to-run noise is not known"
+                         + (f" ({'; '.join(self.notes)} in the intervals)" if self.notes else ""))  # fmt: skip
         return "; ".join(parts)
