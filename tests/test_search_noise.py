@@ -323,3 +323,17 @@ def test_every_dimension_is_declared_once_and_drives_points_trials_and_yaml() ->
                                                                                Point(2, 16, False, False)}  # fmt: skip
     assert Point.from_dict(p.to_dict()) == p and p.key == "b2-r16-gc0-lg0-none"
     assert sp.describe(p) == "micro batch 2 × 4, LoRA rank 16, gradient checkpointing off"
+
+
+def test_the_baseline_still_runs_when_two_workers_both_stepped_back_from_it() -> None:
+    from tuner.search.planner import Planner
+
+    sp = make_space()
+    base = sp.baseline()
+    planner = Planner(sp, Pruner(sp, CEILING), CEILING, base)
+    stepped_back = [TrialRecord(number=n, point=base, fate=DUPLICATE, origin="baseline", duplicate_of=1 - n)
+                    for n in (0, 1)]  # fmt: skip
+    pool = Pool.build(stepped_back, CEILING)
+    assert planner.plan(stepped_back, pool, list(sp.points()), set(), set()) == (base, "baseline")
+    ran = [*stepped_back, run_record(2, base, 500.0, origin="baseline")]
+    assert planner.plan(ran, Pool.build(ran, CEILING), list(sp.points()), {base.key}, set()) != (base, "baseline")

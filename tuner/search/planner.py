@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from tuner.search.candidates import Pool
 from tuner.search.policy import Policy, choose
 from tuner.search.prune import Pruner
-from tuner.search.records import INTERRUPTED, LOST, PRUNED, TrialRecord
+from tuner.search.records import DUPLICATE, INTERRUPTED, LOST, PRUNED, TrialRecord
 from tuner.search.space import DIMENSIONS, Point, SearchSpace
 
 #: Boundary probes per regime and rank before the sampler takes over.
@@ -71,7 +71,9 @@ class Planner:
         return p.rank == rank and all(getattr(p, f) == v for f, v in regime.items())
 
     def baseline_pending(self, records: Sequence[TrialRecord], taken: set[str]) -> bool:
-        return not any(r.origin == "baseline" for r in records) and self.baseline.key not in taken
+        """The baseline has not run, is not running, and was not interrupted (a retry runs that). A repeat does not
+        count: when two workers claim the baseline at once, both may step back, and it must still run."""
+        return not any(r.origin == "baseline" and r.fate != DUPLICATE for r in records) and self.baseline.key not in taken
 
     def rechecks(self, records: Sequence[TrialRecord], pool: Pool, busy: set[str]) -> list[Point]:
         """Marginal points (one run, over the ceiling by no more than the memory noise) not re-checked yet."""
