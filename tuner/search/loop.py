@@ -423,67 +423,62 @@ class Search:
         return rec
 
     def race(self, started: float) -> str:
-        """Re-measure the finalists interleaved until they separate, then the choice against the baseline."""
+        """Re-measure the finalists interleaved until they separate, and the choice against the baseline.
+
+        One round at a time, the budget permitting: a race round while the measurements cannot separate the
+        choice from a contender (keeping two runs for the gain), else a gain round while the gain's interval is
+        wide. A gain round also measures the run-to-run noise, which until then was assumed; when it turns out
+        larger, contenders that looked separated may not be, and racing resumes.
+        """
         assert self.policy is not None
         records = self.records()
         used = sum(1 for r in records if r.origin in FINAL_PHASE and r.ran)
         budget = self.budget.race_trials
         next_round = max((r.round_id for r in records if r.round_id is not None), default=0) + 1
         pool = self.pool(records)
-        notes: list[str] = []
-        choice = choose(pool, self.policy)
-        if choice is None:
+        if choose(pool, self.policy) is None:
             return "no feasible point to race"
-        base = pool.baseline()
-        gain_reserve = 2 if base is not None and base.feasible and base is not choice.record else 0
-        active: set[str] | None = None
-        rounds = 0
-        while True:
-            fin = finalists(pool, self.policy, RACE_FINALISTS)
-            if active is not None:
-                fin = [c for c in fin if c.key in active]
-            noisy = [c for c in fin if c.estimate is not None and not c.estimate.exact]
-            if len(fin) <= 1 or not noisy:
-                notes.append("finalists separated" if rounds else "no finalist needed racing")
-                break
-            if used + len(fin) > budget - gain_reserve or self._timed_out(started):
-                notes.append(f"race budget spent with {len(fin)} finalists not separated")
-                break
-            order = fin[rounds % len(fin):] + fin[: rounds % len(fin)]
-            self.view.note(f"race round {rounds + 1}: " + ", ".join(f"#{c.number}" for c in order))
-            for c in order:
-                self._remeasure(c.point, "race", next_round)
-                used += 1
-            next_round += 1
-            rounds += 1
-            active = {c.key for c in fin}
-            pool = self.pool(self.records())
-        if rounds:
-            notes.insert(0, f"{rounds} race round(s)")
-        gain_rounds = 0
-        while True:
+        race_rounds = gain_rounds = 0
+        ended = ""
+        while not self._timed_out(started):
             choice = choose(pool, self.policy)
-            if choice is None:
+            assert choice is not None
+            pick, base = choice.record, pool.baseline()
+            fin = [c for c in finalists(pool, self.policy, RACE_FINALISTS) if c.estimate is not None]
+            race_needed = len(fin) > 1 and any(not c.estimate.exact for c in fin)  # type: ignore[union-attr]
+            gain_possible = (base is not None and base.feasible and base is not pick and pick.estimate is not None
+                             and base.estimate is not None and not (pick.estimate.exact and base.estimate.exact))  # fmt: skip
+            shared = len(pool.shared_rounds(pick, base)) if gain_possible and base is not None else 0
+            gain_needed = gain_possible and shared < MAX_GAIN_ROUNDS and (
+                shared == 0 or choice.gain is None or choice.gain.rel_half > GAIN_TARGET)
+            reserve = 2 if gain_needed and shared == 0 else 0
+            if race_needed and used + len(fin) <= budget - reserve:
+                order = fin[race_rounds % len(fin):] + fin[: race_rounds % len(fin)]
+                self.view.note(f"race round {race_rounds + 1}: " + ", ".join(f"#{c.number}" for c in order))
+                for c in order:
+                    self._remeasure(c.point, "race", next_round)
+                used += len(fin)
+                race_rounds += 1
+            elif gain_needed and used + 2 <= budget and base is not None:
+                pair = [pick, base] if gain_rounds % 2 == 0 else [base, pick]
+                self.view.note(f"gain round {gain_rounds + 1}: " + ", ".join(f"#{c.number}" for c in pair))
+                for c in pair:
+                    self._remeasure(c.point, "gain", next_round)
+                used += 2
+                gain_rounds += 1
+            else:
+                if race_needed:
+                    ended = f"race budget spent with {len(fin)} finalists not separated"
+                elif race_rounds:
+                    ended = "finalists separated"
+                else:
+                    ended = "no finalist needed racing"
                 break
-            base = pool.baseline()
-            pick = choice.record
-            if base is None or not base.feasible or base is pick:
-                break
-            if pick.estimate is None or base.estimate is None or (pick.estimate.exact and base.estimate.exact):
-                break
-            shared = pool.shared_rounds(pick, base)
-            if shared and (len(shared) >= MAX_GAIN_ROUNDS or (choice.gain is not None and choice.gain.rel_half <= GAIN_TARGET)):
-                break
-            if used + 2 > budget or self._timed_out(started):
-                break
-            pair = [pick, base] if gain_rounds % 2 == 0 else [base, pick]
-            self.view.note(f"gain round {gain_rounds + 1}: " + ", ".join(f"#{c.number}" for c in pair))
-            for c in pair:
-                self._remeasure(c.point, "gain", next_round)
-                used += 1
             next_round += 1
-            gain_rounds += 1
             pool = self.pool(self.records())
+        else:
+            ended = "--timeout reached"
+        notes = ([f"{race_rounds} race round(s)"] if race_rounds else []) + [ended]
         if gain_rounds:
             notes.append(f"{gain_rounds} gain round(s) against the baseline")
         return "; ".join(notes)
