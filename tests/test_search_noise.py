@@ -337,3 +337,28 @@ def test_the_baseline_still_runs_when_two_workers_both_stepped_back_from_it() ->
     assert planner.plan(stepped_back, pool, list(sp.points()), set(), set()) == (base, "baseline")
     ran = [*stepped_back, run_record(2, base, 500.0, origin="baseline")]
     assert planner.plan(ran, Pool.build(ran, CEILING), list(sp.points()), {base.key}, set()) != (base, "baseline")
+
+
+def test_racing_resumes_when_a_gain_round_shows_more_noise_than_assumed(tmp_path: Path) -> None:
+    """The first runs look separated under the assumed 3% run-to-run noise; the gain round re-measures the choice
+    20% lower, so the noise is larger, the choice and the runner-up are no longer apart, and they race."""
+    firsts = {(1, True): 100.0, (1, False): 150.0, (2, True): 400.0, (2, False): 600.0, (4, True): 880.0, (4, False): 1000.0}
+    again = {(4, False): [800.0, 1000.0, 1000.0], (4, True): [880.0, 880.0]}
+    seen: dict[tuple[int, bool], int] = {}
+
+    def runner(spec: TrialSpec, **_: Any) -> TrialResult:
+        k = (spec.per_device_train_batch_size, spec.gradient_checkpointing)
+        n = seen[k] = seen.get(k, 0) + 1
+        center = firsts[k] if n == 1 else again.get(k, [firsts[k]] * 9)[min(n - 2, 2)]
+        m = measure([center * (1 + 0.002 * ((i % 5) - 2)) for i in range(10)])
+        return TrialResult(status="ok", peak_bytes=300 * MIB, micro_step_s=0.01, optimizer_step_s=0.0, throughput=m.to_dict())
+
+    log = io.StringIO()
+    sp = make_space(global_batch=4, ranks=(8,))
+    out = search(tmp_path, runner, n_trials=6, race=6, space=sp, log=log).run()
+    text = log.getvalue()
+    assert "gain round 1" in text and "race round 1" in text, text
+    assert text.index("gain round 1") < text.index("race round 1")
+    assert "race round(s)" in out.race_note
+    pool = Pool.build(out.records, CEILING)
+    assert pool.between is not None and pool.between > 0.05 and not pool.between_assumed
