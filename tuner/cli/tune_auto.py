@@ -154,17 +154,21 @@ def resume_command(ctx: click.Context) -> str:
 def auto(ctx: click.Context, **kw: Any) -> None:
     """Tune a LLaMA-Factory config for this machine with short real training trials.
 
-    Each trial trains a randomly initialised model of the same architecture for a few steps on worst-case
-    batches (every sequence cutoff_len tokens) in its own process, and measures peak memory and tokens/s.
+    Each trial trains a randomly initialised model of the same architecture on worst-case batches (every
+    sequence cutoff_len tokens) in its own process, until the 95% interval of its tokens/s is within
+    --target-ci (warm-up steps skipped) or --measure-time passes, and measures peak memory over every step.
     The search (Optuna, multi-objective: tokens/s and LoRA rank) varies the micro batch (gradient
-    accumulation keeps the global batch), the LoRA rank, gradient checkpointing, Liger and, on several GPUs,
-    the ZeRO stage. A trial is feasible iff its measured peak is within the ceiling. The hand-written recipe
-    (batch 1, accumulation to the global batch, checkpointing on) runs first as the baseline.
+    accumulation keeps the global batch), the LoRA rank, gradient checkpointing, Liger and, on several GPUs
+    (or on one GPU the model does not fit otherwise), the ZeRO stage and offload. A point is feasible iff its
+    measured peak is within the ceiling. The hand-written recipe (batch 1, accumulation to the global batch,
+    checkpointing on) runs first as the baseline. At the end, the points the measurements cannot tell apart
+    are re-measured interleaved, and the choice and the baseline back to back (--race-trials); the choice is
+    made on intervals, and gives way to a cheaper neighbour it does not beat beyond noise.
 
     \b
     Examples:
       cfgtune auto --model qwen2.5-7b --config train.yaml --dataset-dir data --output-dir tuned/
-      cfgtune auto --model ./tiny-llama --device cpu --memory-budget 2GiB --n-trials 6   # the CPU demo
+      cfgtune auto --model ./tiny-llama --device cpu --memory-budget 2GiB --n-trials 6 --measure-time 5  # CPU demo
     """
     from tuner.search.policy import Policy
     from tuner.search.setup import AutoOptions, SetupError, prepare
