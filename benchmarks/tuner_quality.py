@@ -167,6 +167,7 @@ class SeedResult:
     choice: str | None
     choice_grid_tps: float | None  # the grid's estimate of the chosen point
     share_of_grid_best: float | None
+    share_interval: list[float] | None  # 95% interval of that share from the grid's runs (the best is a noisy max too)
     share_of_grid_choice: float | None
     runs: int  # every trial process: exploration + race + gain
     exploration: int
@@ -314,6 +315,7 @@ def bench_model(model: str, args: argparse.Namespace, log: Any) -> ModelResult:
         res.seeds.append(SeedResult(
             seed=seed, choice=c.key if c else None, choice_grid_tps=gtps,
             share_of_grid_best=(gtps / res.grid_best_tps) if gtps and res.grid_best_tps else None,
+            share_interval=_share_interval(in_grid, gbest),
             share_of_grid_choice=(gtps / res.grid_choice_tps) if gtps and res.grid_choice_tps else None,
             runs=len(ran), exploration=sum(1 for r in ran if r.origin not in ("race", "gain")),
             remeasured=sum(1 for r in ran if r.origin in ("race", "gain")),
@@ -347,6 +349,17 @@ def bench_model(model: str, args: argparse.Namespace, log: Any) -> ModelResult:
     return res
 
 
+def _share_interval(choice: Any, best: Any) -> list[float] | None:
+    from tuner.trial.stats import unpaired_ratio
+
+    if choice is None or best is None or choice.estimate is None or best.estimate is None or not choice.feasible:
+        return None
+    if choice is best:
+        return [1.0, 1.0]
+    r = unpaired_ratio(choice.estimate, best.estimate)
+    return [r.lo, r.hi]
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
 
@@ -372,14 +385,15 @@ def render(results: list[ModelResult], device: str, args: argparse.Namespace, co
             f"- grid wall time {r.grid_wall_s / 60:.1f} min ({r.space_size * r.grid_repeats} runs); auto budget "
             f"{r.budget_runs} runs (--n-trials {r.n_trials} --race-trials {r.race_trials})",
             "",
-            "| seed | choice | choice / grid best | choice / grid's choice | runs (explore + re-measure) | pruned | "
+            "| seed | choice | choice / grid best [95%] | choice / grid's choice | runs (explore + re-measure) | pruned | "
             "repeats | wall | auto's estimate | gain over recipe | load before -> after |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in r.seeds:
             est = f"{s.auto_tps:,.0f} [{s.auto_interval[0]:,.0f}, {s.auto_interval[1]:,.0f}]" if s.auto_tps and s.auto_interval else "-"
             gain = f"{s.gain:.2f}x [{s.gain_interval[0]:.2f}, {s.gain_interval[1]:.2f}]" if s.gain and s.gain_interval else "-"
-            lines.append(f"| {s.seed} | `{s.choice}` | {pct(s.share_of_grid_best)} | {pct(s.share_of_grid_choice)} | "
+            share = pct(s.share_of_grid_best) + (f" [{s.share_interval[0]:.0%}, {s.share_interval[1]:.0%}]" if s.share_interval else "")
+            lines.append(f"| {s.seed} | `{s.choice}` | {share} | {pct(s.share_of_grid_choice)} | "
                          f"{s.runs} ({s.exploration} + {s.remeasured}) | {s.pruned} | {s.repeats} | {s.wall_s / 60:.1f} min | "
                          f"{est} | {gain} | {s.load_before} -> {s.load_after} |")  # fmt: skip
         lines += ["", f"Choices agree within noise: {r.choices_agree} ({r.agreement_note or 'one seed'})", "", "Targets:", ""]
