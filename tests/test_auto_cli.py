@@ -331,7 +331,7 @@ def test_real_cpu_study_end_to_end(workdir: Path) -> None:
         pytest.importorskip(module, reason="real trials need the tune extra")
     result = invoke(["auto", "--model", "tiny-llama", "--device", "cpu", "--memory-budget", "3GiB", "--cutoff-len", "32",
                      "--global-batch", "4", "--ranks", "8,16", "--n-trials", "3", "--trial-timeout", "120",
-                     "--output-dir", "real"])  # fmt: skip
+                     "--measure-time", "3", "--race-trials", "2", "--output-dir", "real"])  # fmt: skip
     assert result.exit_code == 0, result.output
     out = workdir / "real"
     assert (out / "tuned.yaml").is_file() and lint_errors(out / "tuned.yaml") == []
