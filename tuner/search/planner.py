@@ -31,7 +31,7 @@ from tuner.search.candidates import Pool
 from tuner.search.policy import Policy, choose
 from tuner.search.prune import Pruner
 from tuner.search.records import DUPLICATE, INTERRUPTED, LOST, PRUNED, TrialRecord
-from tuner.search.space import DIMENSIONS, Point, SearchSpace
+from tuner.search.space import REGIME_DIMENSIONS, Point, SearchSpace
 
 #: Boundary probes per regime and rank before the sampler takes over.
 MAX_BOUNDARY_PROBES = 4
@@ -59,9 +59,7 @@ class Planner:
     def regimes(self) -> list[dict[str, object]]:
         """Every combination of the dimensions other than micro batch and rank, the expected fastest first."""
         combos: list[dict[str, object]] = [{}]
-        for dim in reversed(DIMENSIONS):
-            if dim.field in ("micro", "rank"):
-                continue
+        for dim in reversed(REGIME_DIMENSIONS):
             values = sorted(self.space.values(dim), key=dim.probe_first)
             combos = [{**c, dim.field: v} for c in combos for v in values]
         return combos

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tuner.search.sizes import format_bytes
-from tuner.search.space import Point, SearchSpace
+from tuner.search.space import Point, SearchSpace, regime_of
 from tuner.trial.spec import TrialSpec
 
 #: A point is pruned when its calibrated estimate exceeds the ceiling by this fraction, which shrinks as the
@@ -78,7 +78,7 @@ class Calibration:
             self.pairs.append((point, predicted, measured))
 
     def _regime(self, point: Point) -> list[tuple[int, int]]:
-        return [(p, m) for q, p, m in self.pairs if (q.gc, q.liger, q.dist) == (point.gc, point.liger, point.dist)]
+        return [(p, m) for q, p, m in self.pairs if regime_of(q) == regime_of(point)]
 
     def apply(self, point: Point, raw: int) -> tuple[int, str, float]:
         same = self._regime(point)

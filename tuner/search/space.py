@@ -118,6 +118,7 @@ class Dimension:
     yaml: Callable[[SearchSpace, Any], dict[str, Any]]  # LLaMA-Factory keys a value sets (None: remove the key)
     applies: Callable[[SearchSpace], bool]  # whether a report or description shows it for this space
     probe_first: Callable[[Any], float] = lambda v: 0.0  # the planner's guess of the faster value: lower first
+    brief: Callable[[Any], str | None] = lambda v: None  # a value in a live-view line (None: not shown)
 
     def __repr__(self) -> str:
         return f"Dimension({self.name})"
@@ -165,35 +166,45 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension(
         name="per_device_train_batch_size", field="micro", values_attr="micro_batches", label="micro batch",
         abbrev="b", memory=+1, cost=None, parse=int, default=1, show=str,
-        spec=_micro_spec, yaml=_micro_yaml, applies=lambda sp: True,
+        spec=_micro_spec, yaml=_micro_yaml, applies=lambda sp: True, brief=lambda v: f"batch {v}",
     ),
     Dimension(
         name="lora_rank", field="rank", values_attr="ranks", label="LoRA rank", abbrev="r", memory=+1,
         cost=lambda v: float(v), parse=int, default=0, show=str,
         spec=_rank_spec, yaml=lambda sp, v: {"lora_rank": v, "lora_alpha": 2 * v} if sp.is_lora else {},
-        applies=lambda sp: sp.is_lora,
+        applies=lambda sp: sp.is_lora, brief=lambda v: f"rank {v}",
     ),
     Dimension(
         name="gradient_checkpointing", field="gc", values_attr="gcs", label="gradient checkpointing", abbrev="gc",
         memory=-1, cost=lambda v: 1.0 if v else 0.0, parse=bool, default=True, show=_onoff,
         spec=lambda sp, v: {"gradient_checkpointing": v}, yaml=lambda sp, v: {"disable_gradient_checkpointing": not v},
         applies=lambda sp: True, probe_first=lambda v: 1.0 if v else 0.0,  # recomputation costs time
+        brief=lambda v: "ckpt on" if v else "ckpt off",
     ),
     Dimension(
         name="enable_liger_kernel", field="liger", values_attr="ligers", label="Liger kernel", abbrev="lg",
         memory=-1, cost=None, parse=bool, default=False, show=_onoff,
         spec=lambda sp, v: {"liger": v}, yaml=lambda sp, v: {"enable_liger_kernel": v},
         applies=lambda sp: sp.ligers != (False,), probe_first=lambda v: 0.0 if v else 1.0,  # fused kernels are usually faster
+        brief=lambda v: "liger" if v else None,
     ),
     Dimension(
         name="distributed", field="dist", values_attr="dists", label="distributed", abbrev="", memory=0,
         cost=lambda v: float(DIST_COST_ORDER.index(v)) if v in DIST_COST_ORDER else 99.0, parse=str,
         default="none", show=str, spec=_dist_spec, yaml=_dist_yaml, applies=lambda sp: sp.dists != ("none",),
         probe_first=lambda v: float(DIST_COST_ORDER.index(v)) if v in DIST_COST_ORDER else 99.0,
+        brief=lambda v: None if v == "none" else str(v),
     ),
 )  # fmt: skip
 
 DIMENSION_BY_NAME = {d.name: d for d in DIMENSIONS}
+#: The dimensions besides micro batch and rank: together they make a point's memory *regime* (the planner probes
+#: each regime's largest micro batch; the pruner calibrates the estimator per regime).
+REGIME_DIMENSIONS = tuple(d for d in DIMENSIONS if d.field not in ("micro", "rank"))
+
+
+def regime_of(p: Point) -> tuple[Any, ...]:
+    return tuple(p.get(d) for d in REGIME_DIMENSIONS)
 
 
 def divisors(n: int) -> list[int]:
