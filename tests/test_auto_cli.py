@@ -21,6 +21,7 @@ pytest.importorskip("matplotlib", reason="the report needs matplotlib (pip insta
 from click.testing import CliRunner
 
 from tuner.cli.tune import cli
+from tuner.search.space import Point
 from tuner.trial.spec import TrialResult, TrialSpec
 
 MIB = 1024**2
@@ -330,7 +331,7 @@ def test_real_cpu_study_end_to_end(workdir: Path) -> None:
         pytest.importorskip(module, reason="real trials need the tune extra")
     result = invoke(["auto", "--model", "tiny-llama", "--device", "cpu", "--memory-budget", "3GiB", "--cutoff-len", "32",
                      "--global-batch", "4", "--ranks", "8,16", "--n-trials", "3", "--trial-timeout", "120",
-                     "--output-dir", "real"])  # fmt: skip
+                     "--measure-time", "3", "--race-trials", "2", "--output-dir", "real"])  # fmt: skip
     assert result.exit_code == 0, result.output
     out = workdir / "real"
     assert (out / "tuned.yaml").is_file() and lint_errors(out / "tuned.yaml") == []
@@ -346,3 +347,77 @@ def test_real_cpu_study_end_to_end(workdir: Path) -> None:
         assert (out / png).stat().st_size > 1000
     for d in (out / "trials").iterdir():
         assert (d / "result.json").is_file()
+
+
+# -- output a user can act on -----------------------------------------------------------------------------------
+
+
+def cfglint_check(path: Path, *extra: str) -> Any:
+    from tuner.cli.lint import cli as lint_cli
+
+    return CliRunner().invoke(lint_cli, ["check", str(path), *extra], catch_exceptions=False)
+
+
+def noisy_runner(spec: TrialSpec, *, timeout_s: float, workdir: Path, **kw: Any) -> TrialResult:
+    """fake_runner with per-step samples: 3% noise per step, seeded by the point, so intervals are real."""
+    import math
+    import random
+
+    from tuner.trial.stats import measure
+
+    r = fake_runner(spec, timeout_s=timeout_s, workdir=workdir)
+    tps = r.tokens_per_s(spec) or 1.0
+    rng = random.Random(hash((spec.per_device_train_batch_size, spec.lora_rank, spec.gradient_checkpointing, workdir.name)))
+    r.throughput = measure([tps * math.exp(rng.gauss(0, 0.03)) for _ in range(12)], warmup=1).to_dict()
+    return r
+
+
+@pytest.mark.parametrize("base", [True, False])
+def test_tuned_yaml_lints_without_findings_and_outputs_name_files_relative_to_the_output_dir(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, base: bool
+) -> None:
+    monkeypatch.setattr("tuner.trial.runner.run_trial", noisy_runner)
+    args = ["--config", "base.yaml"] if base else ["--model", "tiny-llama", "--cutoff-len", "32", "--global-batch", "8"]
+    result = invoke(["auto", *args, "--device", "cpu", "--memory-budget", "700MiB", "--ranks", "8,16,32",
+                     "--dataset-dir", "data", "--n-trials", "6", "--race-trials", "4", "--output-dir", "out"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = workdir / "out"
+    lint = cfglint_check(out / "tuned.yaml", "--dataset-dir", "data")
+    assert lint.exit_code == 0, lint.output
+    assert "warning" not in lint.output.lower() and "error" not in lint.output.lower(), lint.output
+    assert "cfglint: clean" in result.output
+    from tuner.config.loader import load_config
+
+    data = load_config(out / "tuned.yaml").data
+    assert data["template"] == "default"  # the base config's own, or the fallback for a model with none known
+    tuned, report = (out / "tuned.yaml").read_text(), (out / "report.md").read_text()
+    for text in (tuned, report):
+        assert str(workdir) not in text  # no absolute path: everything is named from the output directory
+    assert "details in report.md" in tuned
+    assert "**Tuned config**: `tuned.yaml`" in report and "in `study.db`" in report
+    # the report states the noise, the intervals and why the choice beats its neighbours
+    assert "**Measurement noise**: a single run's 95% interval is ±" in report
+    assert "### Why this point and not its neighbours" in report
+    assert re.search(r"tokens/s \(measured, 95% interval\) \| [\d,]+ \[[\d,]+, [\d,]+\]", report), report
+    assert re.search(r"\*\*Gain over the baseline: [\d.]+×\*\* tokens/s \([+-]\d+%\) \(95% interval [\d.]+-[\d.]+×; paired", report)
+    assert re.search(r"measured: peak .* tokens/s \(95% interval [\d,]+-[\d,]+, \d runs?\)", result.output)
+
+
+def test_single_gpu_offload_is_searched_only_when_the_model_does_not_fit_otherwise(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuner.search import setup
+
+    monkeypatch.setattr(setup, "detect_device", lambda opts: setup.Device("cuda", 16 * 1024**3, "1× test GPU (16 GiB)"))
+    monkeypatch.setattr(setup, "deepspeed_installed", lambda: True)
+    big = setup.prepare(setup.AutoOptions(model="qwen2.5-7b", cutoff_len=512, global_batch=8, cwd=workdir))
+    assert big.space.dists == ("none", "zero2_offload", "zero3_offload")
+    assert any("ZeRO-2/3 with CPU offload are searched on this one GPU" in n for n in big.notes)
+    assert any(p.dist == "zero3_offload" for p in big.space.points())
+    spec = big.space.spec(Point(1, 8, True, False, "zero3_offload"))
+    assert (spec.zero_stage, spec.offload_optimizer, spec.offload_param, spec.world_size) == (3, True, True, 1)
+    small = setup.prepare(setup.AutoOptions(model="tiny-llama", cutoff_len=32, global_batch=8, cwd=workdir))
+    assert small.space.dists == ("none",)  # it fits: no offload to search
+    monkeypatch.setattr(setup, "deepspeed_installed", lambda: False)
+    nods = setup.prepare(setup.AutoOptions(model="qwen2.5-7b", cutoff_len=512, global_batch=8, cwd=workdir))
+    assert nods.space.dists == ("none",) and any("deepspeed is not installed" in n for n in nods.notes)

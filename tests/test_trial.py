@@ -35,14 +35,15 @@ TIMEOUT = 240.0
 
 def tiny_spec(**kw: object) -> TrialSpec:
     base: dict[str, object] = {"arch": TINY, "device": "cpu", "cutoff_len": 64, "per_device_train_batch_size": 2,
-                               "lora_rank": 8, "warmup_steps": 1, "measure_steps": 2}
+                               "lora_rank": 8, "warmup_steps": 1, "measure_steps": 2, "max_steps": 3}
     base.update(kw)
     return TrialSpec(**base)  # type: ignore[arg-type]
 
 
 def gc_spec(gc: bool) -> TrialSpec:
     return TrialSpec(arch=NARROW, device="cpu", finetuning_type="full", precision="fp32", cutoff_len=256,
-                     per_device_train_batch_size=32, gradient_checkpointing=gc, warmup_steps=0, measure_steps=1)
+                     per_device_train_batch_size=32, gradient_checkpointing=gc, warmup_steps=0, measure_steps=1,
+                     max_steps=1)
 
 
 class Trials:
@@ -93,6 +94,7 @@ def trials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trials]:
     t.submit("hang", tiny_spec(), hook="hang@start", timeout=3.0)
     t.submit("ranks_hang", tiny_spec(finetuning_type="full", world_size=2), hook="hang@start", timeout=20.0)
     t.submit("lora", tiny_spec())
+    t.submit("adaptive", tiny_spec(max_steps=200, measure_steps=4, measure_time_s=4.0, target_rel_ci=0.3))
     t.submit("gc_on", gc_spec(True))
     t.submit("gc_off", gc_spec(False))
     t.submit("killed", tiny_spec(finetuning_type="full"), hook="kill@step", workdir="shared")
@@ -122,6 +124,21 @@ def test_lora_trial_measures_memory_time_and_counts_like_the_estimator(trials: T
     tp = measure_throughput(r, spec, None, grad_accum=4)
     assert tp is not None and tp.mfu is None  # CPU: no MFU
     assert tp.tokens_per_s == pytest.approx(4 * 2 * 64 / (4 * r.micro_step_s + r.optimizer_step_s))
+
+
+def test_a_trial_measures_until_its_interval_is_narrow_enough_or_its_time_cap(trials: Trials) -> None:
+    """Which of the two ends the trial depends on the machine; either way the result says which, and carries the
+    median with its interval over the steps after the warm-up, and the peak over every step."""
+    r = trials["adaptive"]
+    assert r.status == "ok", r.reason
+    m = r.throughput
+    assert m is not None and m["warmup"] >= 1 and m["n"] >= 2
+    assert m["stop"].startswith(("interval within ±30% after", "time cap (4 s)")), m["stop"]
+    assert m["stop"].startswith("time cap") or m["n"] >= 4  # the interval rule waits for the minimum of steps
+    assert m["lo"] <= m["median"] <= m["hi"] and len(m["samples"]) == m["n"]
+    assert r.extra["steps"] == m["warmup"] + m["n"] == len(r.extra["step_s"])
+    assert len(r.extra["micro_steps_s"]) == m["n"] * trials.specs["adaptive"].gradient_accumulation_steps
+    assert r.peak_bytes and r.peak_bytes >= r.extra["rss_after_build_bytes"]
 
 
 def test_freeze_trial_trains_the_last_layers_and_runs_after_a_killed_trial_in_the_same_dir(trials: Trials) -> None:
@@ -188,7 +205,8 @@ def test_two_ranks_under_torchrun_report_the_max_over_ranks(trials: Trials) -> N
     assert r.status == "ok", (r.reason, r.extra.get("stderr_tail"))
     assert r.extra["world_size"] == 2
     assert r.extra["reduced_over_ranks"] == "max"
-    assert len(r.extra["micro_steps_s"]) == 2 * 2  # measure_steps x GA
+    assert len(r.extra["micro_steps_s"]) == 2 * 2  # measured steps x GA (the step cap: 1 warm-up + 2)
+    assert r.throughput is not None and r.throughput["n"] == 2 and r.throughput["stop"] == "step cap (3 steps)"
     assert r.peak_rss_bytes and r.peak_rss_bytes > 50 * MIB
     spec = trials.specs["ddp"]
     tp = measure_throughput(r, spec, None)

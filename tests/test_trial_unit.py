@@ -164,3 +164,14 @@ def test_the_trial_modules_import_no_heavy_package() -> None:
             "('torch', 'transformers', 'peft', 'deepspeed', 'pynvml', 'psutil', 'optuna'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_cpu_trials_run_with_sleeping_openmp_threads_unless_the_user_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.trial.runner import _child_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert _child_env(None, "cpu")["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in _child_env(None, "cuda")
+    assert _child_env({"OMP_WAIT_POLICY": "ACTIVE"}, "cpu")["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert _child_env(None, "cpu")["OMP_WAIT_POLICY"] == "ACTIVE"

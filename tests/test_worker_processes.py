@@ -168,13 +168,14 @@ def test_two_workers_share_a_study_and_auto_resume_writes_the_result(workdir: Pa
     assert {r.worker for r in recs if r.ran} == {a.id, b.id}
     assert sum(r.origin == "baseline" and r.ran for r in recs) == 1
 
-    # Any node writes the result: the budget is spent, so --resume runs nothing and writes tuned.yaml from both.
+    # Any node writes the result: the budget is spent, so --resume runs nothing and writes tuned.yaml from both
+    # (--race-trials 0: no re-measurement of finalists either; with it, the head would race them here).
     from click.testing import CliRunner
 
     from tuner.cli.tune import cli
 
     result = CliRunner().invoke(cli, ["auto", *AUTO_ARGS, "--n-trials", str(N_TRIALS), "--storage", storage,
-                                      "--study", name, "--output-dir", "result", "--resume"])  # fmt: skip
+                                      "--study", name, "--output-dir", "result", "--resume", "--race-trials", "0"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"stopped: --n-trials {N_TRIALS} reached" in result.output and " start" not in result.output
     assert sum(r.ran for r in records(storage, name)) == len([r for r in recs if r.ran])  # nothing new ran

@@ -124,8 +124,17 @@ def resume_command(ctx: click.Context) -> str:
 @click.option("--zero/--no-zero", default=True, show_default=True,
               help="With --gpus > 1: search DeepSpeed ZeRO-2/3 and offload besides plain DDP.")
 @click.option("--n-trials", type=click.IntRange(1), default=20, show_default=True, metavar="N",
-              help="Trials that run a process, over the whole study (a resumed study continues to N). Points pruned "
-              "by the memory estimate and repeated proposals do not count.")
+              help="Exploration trials that run a process, over the whole study (a resumed study continues to N). "
+              "Points pruned by the memory estimate and repeated proposals do not count; re-measurements do (below).")
+@click.option("--race-trials", type=click.IntRange(0), default=8, show_default=True, metavar="N",
+              help="Re-measurements at the end: the points the measurements cannot tell apart from the choice run "
+              "again interleaved (A B A B ...) until they separate, then the choice and the baseline back to back "
+              "for the gain. 0: choose from the exploration runs alone.")
+@click.option("--target-ci", type=click.FloatRange(0.001, 0.5), default=0.02, show_default=True, metavar="F",
+              help="A trial measures steps until the 95% interval of its tokens/s is within F of the median "
+              "(warm-up steps detected and skipped), or --measure-time has passed.")
+@click.option("--measure-time", type=click.FloatRange(1), default=30.0, show_default=True, metavar="S",
+              help="The most seconds a trial spends on measured steps once it has the minimum (5).")
 @click.option("--timeout", type=click.FloatRange(1), metavar="S", help="Start no new trial after S seconds.")
 @click.option("--trial-timeout", type=click.FloatRange(1), default=600, show_default=True, metavar="S",
               help="Stop a trial after S seconds; it is recorded as timed out (infeasible) and the study goes on.")
@@ -145,17 +154,21 @@ def resume_command(ctx: click.Context) -> str:
 def auto(ctx: click.Context, **kw: Any) -> None:
     """Tune a LLaMA-Factory config for this machine with short real training trials.
 
-    Each trial trains a randomly initialised model of the same architecture for a few steps on worst-case
-    batches (every sequence cutoff_len tokens) in its own process, and measures peak memory and tokens/s.
+    Each trial trains a randomly initialised model of the same architecture on worst-case batches (every
+    sequence cutoff_len tokens) in its own process, until the 95% interval of its tokens/s is within
+    --target-ci (warm-up steps skipped) or --measure-time passes, and measures peak memory over every step.
     The search (Optuna, multi-objective: tokens/s and LoRA rank) varies the micro batch (gradient
-    accumulation keeps the global batch), the LoRA rank, gradient checkpointing, Liger and, on several GPUs,
-    the ZeRO stage. A trial is feasible iff its measured peak is within the ceiling. The hand-written recipe
-    (batch 1, accumulation to the global batch, checkpointing on) runs first as the baseline.
+    accumulation keeps the global batch), the LoRA rank, gradient checkpointing, Liger and, on several GPUs
+    (or on one GPU the model does not fit otherwise), the ZeRO stage and offload. A point is feasible iff its
+    measured peak is within the ceiling. The hand-written recipe (batch 1, accumulation to the global batch,
+    checkpointing on) runs first as the baseline. At the end, the points the measurements cannot tell apart
+    are re-measured interleaved, and the choice and the baseline back to back (--race-trials); the choice is
+    made on intervals, and gives way to a cheaper neighbour it does not beat beyond noise.
 
     \b
     Examples:
       cfgtune auto --model qwen2.5-7b --config train.yaml --dataset-dir data --output-dir tuned/
-      cfgtune auto --model ./tiny-llama --device cpu --memory-budget 2GiB --n-trials 6   # the CPU demo
+      cfgtune auto --model ./tiny-llama --device cpu --memory-budget 2GiB --n-trials 6 --measure-time 5  # CPU demo
     """
     from tuner.search.policy import Policy
     from tuner.search.setup import AutoOptions, SetupError, prepare
@@ -165,7 +178,8 @@ def auto(ctx: click.Context, **kw: Any) -> None:
         tokenizer=kw["tokenizer"], cutoff_len=kw["cutoff_len"], gpus=kw["gpus"], device=kw["device"],
         memory_budget=kw["memory_budget"], vram_ceiling=kw["vram_ceiling"], global_batch=kw["global_batch"],
         ranks=kw["ranks"], liger=kw["liger"], zero=kw["zero"], output_dir=kw["output_dir"], storage=kw["storage"],
-        study=kw["study"], resume=kw["resume"], seed=kw["seed"], cwd=Path.cwd(),
+        study=kw["study"], resume=kw["resume"], seed=kw["seed"], target_ci=kw["target_ci"],
+        measure_time_s=kw["measure_time"], cwd=Path.cwd(),
     )  # fmt: skip
     try:
         policy = Policy(kw["policy"], kw["within"])
@@ -210,11 +224,11 @@ def run_search(prep: Prepared, kw: dict[str, Any], policy: Policy, resume_cmd: s
 
     study.set_user_attr(f"{META_KEY}.n_trials", kw["n_trials"])  # what `cfgtune worker` defaults to
     budget = Budget(n_trials=kw["n_trials"], timeout_s=kw["timeout"], trial_timeout_s=kw["trial_timeout"],
-                    patience=kw["patience"])  # fmt: skip
+                    patience=kw["patience"], race_trials=kw["race_trials"])  # fmt: skip
     view = make_view(lora=prep.space.is_lora, title=f"{PROG}: {prep.model.name}")
     search = Search(study=study, space=prep.space, ceiling_bytes=prep.ceiling_bytes, runner=run_trial,
                     trials_dir=out / "trials", budget=budget, estimator=estimate_peak, view=view,
-                    baseline=prep.baseline, within=policy.within)  # fmt: skip
+                    baseline=prep.baseline, within=policy.within, policy=policy)  # fmt: skip
     try:
         outcome = search.run()
     finally:
@@ -234,18 +248,25 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
     from tuner.search.policy import choose
     from tuner.search.sizes import format_bytes
 
+    from tuner.search.candidates import Pool
+
     records = outcome.records
-    choice = choose(records, policy)
+    pool = Pool.build(records, prep.ceiling_bytes)
+    choice = choose(pool, policy)
     out = prep.output_dir
     rctx = ReportContext(
-        model=prep.model.describe(), hardware=prep.device.description, device=prep.device.kind,
+        model=model_text(prep, out), hardware=prep.device.description, device=prep.device.kind,
         ceiling_bytes=prep.ceiling_bytes, ceiling_fraction=prep.options.vram_ceiling,
         memory_total_bytes=prep.device.memory_total, memory_method=prep.device.memory_method,
         global_batch=prep.space.global_batch, world_size=prep.space.world_size,
-        cutoff_len=prep.space.template.cutoff_len, cutoff_source=prep.cutoff_source, ranks=prep.space.ranks,
-        is_lora=prep.space.is_lora, study_name=prep.study_name, storage=prep.storage, stop_reason=outcome.stop_reason,
-        elapsed_s=outcome.elapsed_s, resume_command=resume_cmd, calibration=outcome.calibration,
-        notes=list(prep.notes), space_size=prep.space.size,
+        cutoff_len=prep.space.template.cutoff_len, cutoff_source=relativize(prep.cutoff_source, prep, out),
+        ranks=prep.space.ranks,
+        is_lora=prep.space.is_lora, study_name=prep.study_name, storage=shown_storage(prep.storage, out),
+        stop_reason=outcome.stop_reason, elapsed_s=outcome.elapsed_s, resume_command=resume_cmd,
+        calibration=outcome.calibration, notes=[relativize(n, prep, out) for n in prep.notes],
+        space_size=prep.space.size,
+        noise=pool.summary().text(), race_note=outcome.race_note, target_ci=prep.space.template.target_rel_ci,
+        space=prep.space,
     )  # fmt: skip
     code = 0
     paths: dict[str, Path] = {}
@@ -253,19 +274,17 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
     if choice is not None:
         c = choice.record
         spec = c.spec or prep.space.spec(c.point)
-        gain = choice.gain_over_baseline
         header = [
             f"tuned by cfgtune auto for {prep.model.name} on {prep.device.description}",
             f"trial #{c.number}: measured peak {format_bytes(c.peak_bytes)} of a {format_bytes(prep.ceiling_bytes)} ceiling "
-            f"({prep.options.vram_ceiling:.0%}), {c.tokens_per_s:,.0f} tokens/s"
-            + (f", {gain:.2f}x the hand-written baseline" if gain else ""),
+            f"({prep.options.vram_ceiling:.0%}), {tps_with_interval(c)}" + gain_text(choice, ", ", " the hand-written baseline"),
             (f"policy {policy.name}: {policy.describe()}; {sum(r.ran for r in records)} trials in study "
-            f"`{prep.study_name}`; details in {out / 'report.md'}"),
+            f"`{prep.study_name}`; details in report.md"),
         ]
         try:
             emitted = emit(output_dir=out, base_text=prep.base_text, base_path=prep.options.config,
                            generated_text=prep.generated_text, space=prep.space, point=c.point, spec=spec,
-                           header=header, cwd=prep.options.cwd)  # fmt: skip
+                           header=header, cwd=prep.options.cwd, template=prep.template)  # fmt: skip
         except (EmitError, OSError) as exc:
             _fail(str(exc))
         paths["tuned"] = emitted.yaml_path
@@ -277,8 +296,8 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
             paths["provenance"] = write_for_choice(prep, c, emitted.yaml_path, emitted.deepspeed_path)
         except OSError as exc:
             click.echo(f"{PROG}: warning: could not write the provenance next to {emitted.yaml_path}: {exc}", err=True)
-        rctx.tuned_yaml = str(emitted.yaml_path)
-        rctx.deepspeed_json = str(emitted.deepspeed_path) if emitted.deepspeed_path else None
+        rctx.tuned_yaml = relative_to(emitted.yaml_path, out)
+        rctx.deepspeed_json = relative_to(emitted.deepspeed_path, out) if emitted.deepspeed_path else None
         rctx.changes = emitted.changed + [f"removed {r}" for r in emitted.removed]
         result = lint_emitted(emitted.yaml_path, cwd=prep.options.cwd, hw=prep.device.profile,
                               gpus=prep.space.world_size if prep.device.kind == "cuda" else None,
@@ -307,25 +326,67 @@ def finish(prep: Prepared, outcome: SearchOutcome, policy: Policy, resume_cmd: s
     return Finished(code, choice, paths, lint_errors)
 
 
+def tps_with_interval(c: Any) -> str:
+    """``1,234 tokens/s (95% interval 1,200-1,270, 3 runs)``, or the bare figure for an exact measurement."""
+    e = c.estimate
+    if e is None:
+        return "- tokens/s"
+    if e.exact:
+        return f"{e.center:,.0f} tokens/s"
+    return f"{e.center:,.0f} tokens/s (95% interval {e.lo:,.0f}-{e.hi:,.0f}, {e.runs} run{'s' if e.runs > 1 else ''})"
+
+
+def gain_text(choice: Choice, prefix: str, what: str) -> str:
+    g = choice.gain
+    if g is None or choice.record is choice.baseline:
+        return ""
+    if g.lo == g.hi:
+        return f"{prefix}{g.center:.2f}x{what}"
+    return f"{prefix}{g.center:.2f}x{what} (95% interval {g.lo:.2f}-{g.hi:.2f}x)"
+
+
+def relative_to(path: Path, directory: Path) -> str:
+    """How an output names a file: relative to the output directory that holds both."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(directory).resolve())
+
+
+def model_text(prep: Prepared, out: Path) -> str:
+    """The model's description, a local model directory named from the output directory."""
+    text = prep.model.describe()
+    path = prep.model.path
+    if prep.model.source == "config.json" and path is not None:
+        text = text.replace(str(path), relative_to(path, out))
+    return relativize(text, prep, out)
+
+
+def relativize(text: str, prep: Prepared, out: Path) -> str:
+    """Paths below the launch directory in a message, named from the output directory instead."""
+    import os
+
+    cwd = str(Path(prep.options.cwd).resolve())
+    return text.replace(cwd + os.sep, relative_to(Path(cwd), out) + os.sep) if cwd != os.sep else text
+
+
+def shown_storage(storage: str, out: Path) -> str:
+    """The default storage (a SQLite file in the output directory) as the output directory's file name."""
+    from tuner.search.study import default_storage
+
+    return "study.db" if storage == default_storage(out) else storage
+
+
 def _summary(prep: Prepared, choice: Choice | None, paths: dict[str, Path], rctx: Any) -> None:
     from tuner.search.sizes import format_bytes
 
     if choice is None:
         return
     c = choice.record
-    gain = choice.gain_over_baseline
-    p = c.point
-    what = f"micro batch {p.micro} × accumulation {c.grad_accum}"
-    if prep.space.is_lora:
-        what += f", rank {p.rank}"
-    what += f", checkpointing {'on' if p.gc else 'off'}"
-    if p.liger:
-        what += ", Liger"
-    if p.dist not in ("none", "ddp"):
-        what += f", {p.dist}"
-    click.echo(f"{PROG}: chose trial #{c.number}: {what}")
-    click.echo(f"  measured: peak {format_bytes(c.peak_bytes)} ({c.peak_fraction:.0%} of the ceiling), {c.tokens_per_s:,.0f} tokens/s"
-               + (f", {gain:.2f}x the baseline" if gain else ""))  # fmt: skip
+    click.echo(f"{PROG}: chose trial #{c.number}: {prep.space.describe(c.point)}")
+    click.echo(f"  measured: peak {format_bytes(c.peak_bytes)} ({c.peak_fraction:.0%} of the ceiling), {tps_with_interval(c)}"
+               + gain_text(choice, ", ", " the baseline"))  # fmt: skip
+    for line in choice.gave_way:
+        click.echo(f"  {line}")
     for key in ("tuned", "deepspeed", "provenance", "report", "pareto", "memory"):
         if key in paths:
             click.echo(f"  {key}: {paths[key]}")

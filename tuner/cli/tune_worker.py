@@ -63,7 +63,7 @@ def worker(storage: str, study: str, n_trials: int | None, timeout: float | None
     view = make_view(lora=space.is_lora, title=f"cfgtune worker: {study}")
     baseline = Point.from_dict(meta["baseline"]) if meta.get("baseline") else None
     search = Search(study=st, space=space, ceiling_bytes=ceiling, runner=run_trial, trials_dir=workdir / "trials",
-                    budget=Budget(n_trials=budget_n, timeout_s=timeout, trial_timeout_s=trial_timeout),
+                    budget=Budget(n_trials=budget_n, timeout_s=timeout, trial_timeout_s=trial_timeout, race_trials=0),
                     estimator=estimate_peak, view=view, baseline=baseline,
                     wait_for_others=False)  # the head node (cfgtune auto) waits and writes the result  # fmt: skip
     try:

@@ -19,12 +19,14 @@ from typing import Any
 from tuner.config.loader import parse_config
 from tuner.lint.fixes import remove_key, set_key, write_atomic, yaml_scalar
 from tuner.search.space import DISTS, Point, SearchSpace
+from tuner.search.space import deepspeed_filename as _ds_filename
 from tuner.trial.spec import TrialSpec
 
 HEADER_PREFIX = "# cfgtune: "
 
 #: Where a key goes when the base config lacks it: after the first of these keys that it has.
 _ANCHORS: dict[str, tuple[str, ...]] = {
+    "template": ("dataset_dir", "dataset"),
     "lora_rank": ("finetuning_type", "stage"),
     "lora_alpha": ("lora_rank", "finetuning_type"),
     "cutoff_len": ("template", "dataset_dir", "dataset"),
@@ -50,19 +52,16 @@ class Emitted:
 
 
 def tuned_values(space: SearchSpace, point: Point, spec: TrialSpec) -> tuple[dict[str, Any], list[str]]:
-    """The keys to set for a point, and the keys to remove (a DeepSpeed config the run must not use)."""
+    """The keys to set for a point, and the keys to remove (a DeepSpeed config the run must not use), as the
+    search space's dimensions declare them (:data:`tuner.search.space.DIMENSIONS`), plus the fixed cutoff_len."""
     values: dict[str, Any] = {}
-    if space.is_lora:
-        values["lora_rank"] = point.rank
-        values["lora_alpha"] = 2 * point.rank
-    values["cutoff_len"] = spec.cutoff_len
-    values["per_device_train_batch_size"] = point.micro
-    values["gradient_accumulation_steps"] = space.grad_accum(point.micro)
-    values["disable_gradient_checkpointing"] = not point.gc
-    values["enable_liger_kernel"] = point.liger
     remove: list[str] = []
-    if DISTS[point.dist][0] is None:
-        remove.append("deepspeed")
+    for key, value in space.yaml_values(point).items():
+        if value is None:
+            remove.append(key)
+        else:
+            values[key] = value
+    values["cutoff_len"] = spec.cutoff_len
     return values, remove
 
 
@@ -89,9 +88,7 @@ def deepspeed_json(spec: TrialSpec) -> dict[str, Any]:
 
 
 def deepspeed_filename(point: Point) -> str:
-    stage = DISTS[point.dist][0]
-    offload = "_offload" if point.dist.endswith("_offload") else ""
-    return f"ds_z{stage}{offload}_config.json"
+    return _ds_filename(point.dist)
 
 
 # -- generated config ----------------------------------------------------------------------------------------
@@ -211,20 +208,27 @@ def emit(
     header: Sequence[str],
     cwd: Path | None = None,
     filename: str = "tuned.yaml",
+    template: str | None = None,
 ) -> Emitted:
-    """Write ``tuned.yaml`` (and the DeepSpeed JSON when ZeRO was chosen) into ``output_dir``, atomically."""
+    """Write ``tuned.yaml`` (and the DeepSpeed JSON when ZeRO was chosen) into ``output_dir``, atomically.
+
+    ``template``: set when the base config has none and the model's is known (so the tuned file lints clean).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     yaml_path = output_dir / filename
     source = base_text if base_text is not None else generated_text
     if source is None:
         raise EmitError("nothing to emit: neither a base config nor a generated one")
     values, remove = tuned_values(space, point, spec)
+    text = strip_header(source)
+    if template and "template" not in _data_of(text, base_path or yaml_path):
+        values = {"template": template, **values}
     ds_path: Path | None = None
     if DISTS[point.dist][0] is not None:
-        ds_path = output_dir / deepspeed_filename(point)
+        ds_path = output_dir / str(values["deepspeed"])
         write_atomic(ds_path, json.dumps(deepspeed_json(spec), indent=2) + "\n")
+        # LLaMA-Factory opens the file relative to the directory it is launched from (where cfgtune auto ran)
         values["deepspeed"] = relative_to_cwd(ds_path, cwd)
-    text = strip_header(source)
     try:
         text, changed, removed = apply_settings(text, values, remove, base_path or yaml_path)
     except Exception as exc:  # InputError from the loader: the base config was checked before, so this is a bug
@@ -234,6 +238,13 @@ def emit(
     text = header_lines(header) + ("\n" if not text.startswith("\n") else "") + text
     write_atomic(yaml_path, text)
     return Emitted(yaml_path, ds_path, text, changed, removed)
+
+
+def _data_of(text: str, path: Path) -> dict[str, Any]:
+    try:
+        return dict(parse_config(text, path).data)
+    except Exception:  # noqa: BLE001 - apply_settings reports a config that does not parse
+        return {}
 
 
 def lint_emitted(path: Path, *, cwd: Path | None = None, hw: str | None = None, gpus: int | None = None,

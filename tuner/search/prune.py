@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tuner.search.sizes import format_bytes
-from tuner.search.space import Point, SearchSpace
+from tuner.search.space import Point, SearchSpace, regime_of
 from tuner.trial.spec import TrialSpec
 
 #: A point is pruned when its calibrated estimate exceeds the ceiling by this fraction, which shrinks as the
@@ -43,7 +43,7 @@ class Observation:
 
     number: int
     point: Point
-    status: str
+    status: str  # ok | marginal (over by less than the memory noise: prunes nothing) | over_budget | oom | ...
     predicted: int | None  # the raw estimate, bytes per device
     measured: int | None  # the measured peak, bytes per device
 
@@ -78,7 +78,7 @@ class Calibration:
             self.pairs.append((point, predicted, measured))
 
     def _regime(self, point: Point) -> list[tuple[int, int]]:
-        return [(p, m) for q, p, m in self.pairs if (q.gc, q.liger, q.dist) == (point.gc, point.liger, point.dist)]
+        return [(p, m) for q, p, m in self.pairs if regime_of(q) == regime_of(point)]
 
     def apply(self, point: Point, raw: int) -> tuple[int, str, float]:
         same = self._regime(point)
@@ -140,7 +140,7 @@ class Pruner:
                     self.fit.append(o)
             elif o.status in OVER_STATUSES:
                 self.over.append(o)
-            if o.status == "over_budget":  # the peak was measured, only the verdict differs
+            if o.status in ("over_budget", "marginal"):  # the peak was measured, only the verdict differs
                 self.calibration.add(o.point, o.predicted, o.measured)
 
     def raw_estimate(self, point: Point) -> int | None:

@@ -6,11 +6,13 @@ self-describing: a resumed run, a worker on another node, or optuna-dashboard al
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.search.space import Point
 from tuner.trial.spec import TrialResult, TrialSpec
+from tuner.trial.stats import Measurement
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -25,8 +27,15 @@ LOST = "lost"
 #: The user attr another worker writes before it closes a trial whose worker stopped (see tuner.search.heartbeat).
 LOST_ATTR = "lost"
 
-#: Fates of trials that ran a process (the ones --n-trials counts).
+#: Fates of trials that ran a process.
 RAN = ("ok", "oom", "over_budget", "crash", "timeout", "error")
+
+#: Origins of re-measurements: a point measured again to race it against others (``race``), to measure the
+#: gain of the choice over the baseline back to back (``gain``), or because its peak was over the ceiling by
+#: less than the memory noise (``recheck``). ``race`` and ``gain`` runs have their own budget (--race-trials);
+#: the others count against --n-trials.
+REMEASURE = ("race", "gain", "recheck")
+FINAL_PHASE = ("race", "gain")
 
 FATE_TEXT = {
     "ok": "feasible",
@@ -49,7 +58,7 @@ class TrialRecord:
     point: Point
     fate: str
     reason: str = ""
-    origin: str = ""  # baseline | boundary | sampler | neighbor | retry
+    origin: str = ""  # baseline | boundary | sampler | neighbor | retry | recheck | race | gain
     spec: TrialSpec | None = None
     result: TrialResult | None = None
     tokens_per_s: float | None = None
@@ -63,6 +72,23 @@ class TrialRecord:
     worker: str = ""
     duplicate_of: int | None = None
     lost_by: str = ""  # the worker that stopped while running it (see ``lost``)
+    round_id: int | None = None  # race and gain runs: the round whose runs ran back to back
+
+    @property
+    def measurement(self) -> Measurement | None:
+        """This run's tokens/s with its interval (exact for a result without per-step samples)."""
+        if self.tokens_per_s is None:
+            return None
+        if self.result is not None and self.spec is not None and self.result.throughput:
+            m = self.result.measurement(self.spec)
+            if m is not None:
+                return m
+        return Measurement.exactly(self.tokens_per_s)
+
+    @property
+    def measured(self) -> bool:
+        """Ran to the end with a peak and a throughput (feasible or over the ceiling)."""
+        return self.fate in ("ok", "over_budget") and self.tokens_per_s is not None and self.peak_bytes is not None
 
     @property
     def feasible(self) -> bool:
@@ -119,6 +145,7 @@ class TrialRecord:
                 "grad_accum": self.grad_accum,
                 "wall_s": self.wall_s,
                 "duplicate_of": self.duplicate_of,
+                "round_id": self.round_id,
             },
         }
 
@@ -171,4 +198,10 @@ class TrialRecord:
             worker=a.get("worker") or "",
             duplicate_of=a.get("duplicate_of"),
             lost_by=lost_by,
+            round_id=a.get("round_id"),
         )
+
+
+def records_of(trials: Sequence[Any]) -> list[TrialRecord]:
+    """The records of the trials cfgtune wrote (a trial with no point yet has none)."""
+    return [r for r in map(TrialRecord.from_trial, trials) if r is not None]

@@ -65,6 +65,8 @@ class AutoOptions:
     study: str | None = None
     resume: bool = False
     seed: int | None = 0
+    target_ci: float = 0.02  # a trial measures until its 95% interval of tokens/s is within this of the median ...
+    measure_time_s: float = 30.0  # ... or until its steps took this long
     cwd: Path = field(default_factory=Path.cwd)
 
 
@@ -94,6 +96,7 @@ class Prepared:
     cutoff_source: str
     dataset_dir: str | None
     notes: list[str] = field(default_factory=list)
+    template: str | None = None  # the chat template a tuned config without one gets (the model's, when known)
 
     def meta(self) -> dict[str, Any]:
         """What the study stores so that a resume, a worker on another node, or a report can rebuild the run."""
@@ -340,13 +343,18 @@ def prepare(opts: AutoOptions) -> Prepared:
         if dataset:
             notes.append(f"dataset `{dataset}`: the first local entry of {where}/dataset_info.json (pass --dataset to choose)")
     generated_text = None
+    template = model.template or model.family_template
     if doc is None:
         from tuner.launch.emit import generate_config
 
+        if template is None:
+            template = "default"
+            notes.append(f"template `default`: no chat template is known for {model.name}; set `template` to the "
+                         "model's own if it has one")  # fmt: skip
         generated_text = generate_config(
             model_path=model_ref, finetuning_type="lora", dataset=dataset, dataset_dir=dataset_dir,
-            template=model.template or model.family_template,
-            output_dir=f"saves/{_safe(model.name)}/lora/sft", precision="bf16", use_cpu=device.kind == "cpu",
+            template=template, output_dir=f"saves/{_safe(model.name)}/lora/sft", precision="bf16",
+            use_cpu=device.kind == "cpu",
         )  # fmt: skip
     elif opts.dataset and opts.dataset != data.get("dataset"):
         raise SetupError(f"--dataset {opts.dataset}: the base config names dataset `{data.get('dataset')}`; edit the config instead")
@@ -392,7 +400,7 @@ def prepare(opts: AutoOptions) -> Prepared:
     target = data.get("lora_target", "all")
     if isinstance(target, list):
         target = ",".join(str(t) for t in target)
-    template = TrialSpec(
+    trial_template = TrialSpec(
         arch=model.arch,
         model_name=model.name,
         finetuning_type=ft,
@@ -410,10 +418,14 @@ def prepare(opts: AutoOptions) -> Prepared:
         device=device.kind,
         memory_limit_bytes=ceiling,
         seed=opts.seed or 0,
+        target_rel_ci=opts.target_ci,
+        measure_time_s=opts.measure_time_s,
     )
     try:
-        space = SearchSpace(template=template, global_batch=global_batch, micro_batches=micro, ranks=ranks,
+        space = SearchSpace(template=trial_template, global_batch=global_batch, micro_batches=micro, ranks=ranks,
                             gcs=(True, False), ligers=ligers, dists=dists)  # fmt: skip
+        if world == 1 and device.kind == "cuda" and opts.zero:
+            space = _single_gpu_offload(space, ceiling, notes)
     except SpaceError as exc:
         raise SetupError(str(exc)) from None
     bdist = base_dist(doc, opts.cwd) if doc is not None else None
@@ -431,7 +443,35 @@ def prepare(opts: AutoOptions) -> Prepared:
         options=opts, model=model, device=device, space=space, baseline=baseline, ceiling_bytes=ceiling,
         output_dir=output_dir, storage=storage, study_name=study_name, base_doc=doc, base_text=base_text,
         generated_text=generated_text, cutoff_source=cutoff_source, dataset_dir=dataset_dir, notes=notes,
+        template=template if doc is None or model.template else None,
     )  # fmt: skip
+
+
+OFFLOAD_DISTS = ("zero2_offload", "zero3_offload")
+
+
+def _single_gpu_offload(space: SearchSpace, ceiling: int, notes: list[str]) -> SearchSpace:
+    """One GPU: when even the leanest point (micro batch 1, the lowest rank, checkpointing and Liger on where
+    searched) is estimated over the ceiling, ZeRO-2/3 with CPU offload become a dimension (DeepSpeed on one GPU
+    only saves memory by offloading: there is no other rank to partition with)."""
+    from dataclasses import replace
+
+    from tuner.search.prune import estimate_peak
+
+    lean = Point(space.micro_batches[0], space.ranks[0], True in space.gcs, True in space.ligers, "none")
+    try:
+        est = estimate_peak(space.spec(lean))
+    except Exception:  # noqa: BLE001 - the estimator cannot size it: the trials will tell
+        return space
+    if est is None or est <= ceiling:
+        return space
+    if not deepspeed_installed():
+        notes.append(f"the leanest configuration is estimated at {format_bytes(est)}, over the ceiling "
+                     f"{format_bytes(ceiling)}: ZeRO offload to the CPU could fit it, but deepspeed is not installed")  # fmt: skip
+        return space
+    notes.append(f"the leanest configuration is estimated at {format_bytes(est)}, over the ceiling "
+                 f"{format_bytes(ceiling)}: ZeRO-2/3 with CPU offload are searched on this one GPU")  # fmt: skip
+    return replace(space, dists=("none", *OFFLOAD_DISTS))
 
 
 def _optim(value: Any) -> str:
@@ -464,13 +504,14 @@ def _first_local_dataset(directory: Path) -> str | None:
 
 
 def describe_space(space: SearchSpace) -> str:
-    parts = [f"micro batch {list(space.micro_batches)} (accumulation keeps the global batch {space.global_batch})"]
-    if space.is_lora:
-        parts.append(f"rank {list(space.ranks)} (alpha = 2 × rank)")
-    parts.append("checkpointing on/off")
-    if len(space.ligers) > 1:
-        parts.append("Liger on/off")
-    if len(space.dists) > 1:
-        parts.append("strategy " + "/".join(space.dists))
+    """The searched dimensions and their values, from the dimension table."""
+    parts = []
+    for dim in space.shown():
+        values = space.values(dim)
+        if dim.field == "micro":
+            parts.append(f"micro batch {list(values)} (accumulation keeps the global batch {space.global_batch})")
+        elif dim.field == "rank":
+            parts.append(f"rank {list(values)} (alpha = 2 × rank)")
+        elif len(values) > 1:
+            parts.append(f"{dim.label} " + "/".join(dim.show(v) for v in values))
     return "; ".join(parts) + f" = {space.size} points"
-

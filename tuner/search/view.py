@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from tuner.search.records import RUNNING, TrialRecord
 from tuner.search.sizes import format_bytes
+from tuner.search.space import DIMENSIONS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,16 +27,15 @@ class TrialView(Protocol):
 
 
 def describe_point(r: TrialRecord, *, lora: bool = True) -> str:
-    p = r.point
+    """``batch 4×2, rank 16, ckpt off``: each dimension's brief form (the rank only for LoRA)."""
     ga = r.grad_accum if r.grad_accum is not None else "?"
-    parts = [f"batch {p.micro}×{ga}"]
-    if lora:
-        parts.append(f"rank {p.rank}")
-    parts.append("ckpt on" if p.gc else "ckpt off")
-    if p.liger:
-        parts.append("liger")
-    if p.dist not in ("none",):
-        parts.append(p.dist)
+    parts = []
+    for dim in DIMENSIONS:
+        if dim.field == "rank" and not lora:
+            continue
+        text = dim.brief(r.point.get(dim))
+        if text is not None:
+            parts.append(f"{text}×{ga}" if dim.field == "micro" else text)
     return ", ".join(parts)
 
 

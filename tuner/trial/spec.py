@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.models.arch import Architecture
+from tuner.trial.stats import Measurement
 
 #: Trial outcomes. Only "ok" is feasible; everything else is recorded with its reason and the study goes on.
 STATUSES = ("ok", "oom", "over_budget", "crash", "timeout", "error")
@@ -42,8 +43,11 @@ class TrialSpec:
     offload_param: bool = False
     world_size: int = 1
     device: str = "cuda"  # cuda | cpu
-    warmup_steps: int = 1
-    measure_steps: int = 3
+    warmup_steps: int = 1  # leading steps always skipped; slower ones after them are detected and skipped too
+    measure_steps: int = 5  # measured steps at least (fewer give no usable spread)
+    target_rel_ci: float = 0.02  # measure until the 95% interval of tokens/s is within this fraction of the median
+    measure_time_s: float = 30.0  # ... or until the steps have taken this long (after the minimum)
+    max_steps: int = 200  # ... or this many steps
     memory_limit_bytes: int | None = None  # the ceiling the trial is judged against
     seed: int = 0
 
@@ -94,11 +98,23 @@ class TrialResult:
     total_params: int | None = None
     device_name: str = ""
     wall_s: float = 0.0
+    #: tokens/s per optimizer step after the warm-up: median, interval, samples (a :class:`Measurement` as a dict)
+    throughput: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
         return self.status == "ok"
+
+    def measurement(self, spec: TrialSpec) -> Measurement | None:
+        """Tokens/s with its interval; a result without per-step samples (an older study's) is taken as exact."""
+        if self.throughput:
+            try:
+                return Measurement.from_dict(self.throughput)
+            except (KeyError, TypeError, ValueError):
+                pass
+        tps = self.tokens_per_s(spec)
+        return Measurement.exactly(tps) if tps else None
 
     def step_time(self, grad_accum: int) -> float | None:
         """Seconds per optimizer step at a gradient accumulation: GA micro-steps and one optimizer step."""

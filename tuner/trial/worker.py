@@ -1,8 +1,11 @@
 """One trial, in its own process: ``python -m tuner.trial.worker --spec spec.json --out result.json``.
 
-It builds the model (:mod:`tuner.trial.build`), runs ``warmup_steps`` then ``measure_steps`` optimizer steps of
-``gradient_accumulation_steps`` micro-batches of random token ids of shape (batch, cutoff_len) with a real loss,
-times micro-steps and optimizer steps apart, and records the peak memory. Whatever happens, it writes a
+It builds the model (:mod:`tuner.trial.build`) and runs optimizer steps of ``gradient_accumulation_steps``
+micro-batches of random token ids of shape (batch, cutoff_len) with a real loss, timing micro-steps and optimizer
+steps apart, until the tokens/s of the steps after the warm-up is known well enough: its 95% interval within
+``target_rel_ci`` of the median (after at least ``measure_steps`` steps), or ``measure_time_s`` spent, or
+``max_steps`` taken (:mod:`tuner.trial.stats`). The first ``warmup_steps`` are always skipped, and slower leading
+steps after them are detected and skipped too. The peak memory is taken over every step. Whatever happens, it writes a
 :class:`TrialResult` (atomically) before it exits, unless the process is killed outright; the parent
 (:mod:`tuner.trial.runner`) classifies that case.
 
@@ -34,6 +37,7 @@ from tuner.trial.build import TrialSetupError, compute_dtype_name
 from tuner.trial.distributed import MAX_GRAD_NORM, DistEnv, dist_env
 from tuner.trial.probe import NvmlSampler, RssSampler, open_nvml_device, ru_maxrss_bytes
 from tuner.trial.spec import TrialResult, TrialSpec
+from tuner.trial.stats import converged, step_measurement
 
 HOOK_ENV = "CFGTUNE_TRIAL_TEST_HOOK"
 LEARNING_RATE = 1e-4
@@ -296,10 +300,16 @@ class Trial:
 
         micro_all: list[list[float]] = []
         opt_all: list[float] = []
+        step_all: list[float] = []
         loss = math.nan
-        for step in range(spec.warmup_steps + spec.measure_steps):
+        tokens_per_step = spec.tokens_per_micro_step * ga
+        measuring_since = 0.0
+        step = 0
+        stop = ""
+        while True:
             if step == spec.warmup_steps:
                 _hook("step")
+                measuring_since = time.perf_counter()
             micro: list[float] = []
             for m in range(ga):
                 _sync(device)
@@ -311,12 +321,46 @@ class Trial:
             optimizer_step()
             _sync(device)
             opt = time.perf_counter() - t
-            if step >= spec.warmup_steps:
-                micro_all.append(micro)
-                opt_all.append(opt)
-        self._timings(micro_all, opt_all, distributed=env.is_distributed)
+            micro_all.append(micro)
+            opt_all.append(opt)
+            step_all.append(sum(micro) + opt)
+            step += 1
+            stop = self._stop_reason(step_all, tokens_per_step, measuring_since)
+            if env.is_distributed:
+                from tuner.trial.distributed import all_reduce_max
+
+                # every rank runs the same number of steps (collectives): continue while any rank wants to
+                go_on = all_reduce_max([0.0 if stop else 1.0])[0] > 0
+                stop = "" if go_on else (stop or "another rank stopped")
+            if stop:
+                break
+        m = step_measurement(step_all, tokens_per_step, min_warmup=min(spec.warmup_steps, len(step_all) - 1),
+                             stop=stop)  # fmt: skip
+        self.result.throughput = m.to_dict()
+        self.extra["steps"] = len(step_all)
+        self.extra["step_s"] = [round(x, 6) for x in step_all]
+        self._timings(micro_all[m.warmup:], opt_all[m.warmup:], distributed=env.is_distributed)
         self.extra["loss"] = loss
         self.extra["tokens_per_micro_step"] = spec.tokens_per_micro_step
+
+    def _stop_reason(self, step_all: list[float], tokens_per_step: float, measuring_since: float,
+                     now: float | None = None) -> str:  # fmt: skip
+        """Why to stop measuring now, or "" to take another step: the interval is narrow enough, the time cap
+        has passed (with at least two measured steps), or the step cap."""
+        spec = self.spec
+        measured = len(step_all) - spec.warmup_steps
+        if len(step_all) >= spec.max_steps:
+            return f"step cap ({spec.max_steps} steps)"
+        if measured < 2:
+            return ""
+        elapsed = (time.perf_counter() if now is None else now) - measuring_since
+        if measured >= spec.measure_steps:
+            m = step_measurement(step_all, tokens_per_step, min_warmup=spec.warmup_steps)
+            if converged(m, spec.target_rel_ci, spec.measure_steps):
+                return f"interval within ±{spec.target_rel_ci:.0%} after {m.n} steps"
+        if elapsed >= spec.measure_time_s:
+            return f"time cap ({spec.measure_time_s:g} s)"
+        return ""
 
     def _timings(self, micro_all: list[list[float]], opt_all: list[float], *, distributed: bool) -> None:
         """Median micro-step and optimizer-step times.
