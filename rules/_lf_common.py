@@ -29,10 +29,6 @@ def command(ctx: Context) -> str:
     return (ctx.options.command or "train").lower()
 
 
-def is_train_command(ctx: Context) -> bool:
-    return command(ctx) == "train"
-
-
 def env_enabled(ctx: Context, name: str) -> bool:
     """LLaMA-Factory's ``is_env_enabled``: the variable is ``1``, ``true`` or ``y``."""
     return str(ctx.options.env.get(name, "0")).strip().lower() in {"true", "y", "1"}
@@ -126,3 +122,26 @@ def resolve_dir(ctx: Context, value: str) -> Path:
 
 def keys_text(keys: list[str]) -> str:
     return ", ".join(f"`{k}`" for k in keys)
+
+
+#: Keys only one workflow reads, and the stages that read them (``train/{dpo,kto,ppo}/``).
+STAGE_ONLY_KEYS: dict[str, tuple[str, ...]] = {
+    "pref_beta": ("dpo", "kto"),
+    "pref_ftx": ("dpo", "kto"),
+    "pref_loss": ("dpo",),
+    "pref_bco_weight": ("dpo",),
+    "dpo_label_smoothing": ("dpo",),
+    "simpo_gamma": ("dpo",),
+    "ld_alpha": ("dpo",),
+    "kto_chosen_weight": ("kto",),
+    "kto_rejected_weight": ("kto",),
+    "ppo_buffer_size": ("ppo",),
+    "ppo_epochs": ("ppo",),
+    "ppo_score_norm": ("ppo",),
+    "ppo_target": ("ppo",),
+    "ppo_whiten_rewards": ("ppo",),
+    "reward_model": ("ppo",),
+    "reward_model_adapters": ("ppo",),
+    "reward_model_quantization_bit": ("ppo",),
+    "reward_model_type": ("ppo",),
+}

@@ -11,14 +11,11 @@ import math
 from collections.abc import Iterator
 
 from tuner.config.context import Context
+from tuner.config.versions import v
 from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 
-from ._lf_common import is_train_command, lf_split, val_size
-
-
-def _stops(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
+from ._lf_common import lf_split, val_size
 
 
 class ValSizeNeedsDataset(Rule):
@@ -52,7 +49,7 @@ class ValSizeNeedsDataset(Rule):
         if val_size(ctx) > 1e-6 and ctx.get("dataset") is None:
             yield Finding(
                 key="val_size",
-                message="`val_size` without `dataset`: " + _stops("Cannot specify `val_size` if `dataset` is None."),
+                message="`val_size` without `dataset`: " + lf_stops("Cannot specify `val_size` if `dataset` is None."),
                 hint="set `dataset` to split the evaluation set from, or use `eval_dataset` alone",
             )
 
@@ -90,7 +87,7 @@ class ValSizeWithEvalDataset(Rule):
                 key="val_size",
                 also=("eval_dataset",),
                 message="`val_size` together with `eval_dataset`: "
-                + _stops("Cannot specify `val_size` if `eval_dataset` is not None."),
+                + lf_stops("Cannot specify `val_size` if `eval_dataset` is not None."),
                 hint="keep `eval_dataset` and remove `val_size`, or the other way round",
                 fix=remove_key(ctx, "val_size", "remove `val_size` (evaluate on `eval_dataset`)", safe=False),
             )
@@ -131,7 +128,7 @@ class InterleaveProbsWithConcat(Rule):
             also=("mix_strategy",),
             message="`interleave_probs` with `mix_strategy: concat`"
             f"{'' if ctx.has('mix_strategy') else ' (the default)'}: "
-            + _stops("`interleave_probs` is only valid for interleaved mixing."),
+            + lf_stops("`interleave_probs` is only valid for interleaved mixing."),
             hint="set `mix_strategy: interleave_under` (stop at the smallest dataset) or `interleave_over` "
             "(oversample until the largest is used up)",
             fix=set_key(ctx, "mix_strategy", "interleave_under", "set `mix_strategy: interleave_under`",
@@ -191,7 +188,7 @@ class InterleaveProbsShape(Rule):
                     key="interleave_probs",
                     also=(key,),
                     message=f"`interleave_probs` has {len(probs)} entries but `{key}` names {len(names)}: "
-                    + _stops(f"The length of {label} and interleave probs should be identical."),
+                    + lf_stops(f"The length of {label} and interleave probs should be identical."),
                     hint=f"give exactly one probability per entry of `{key}`",
                 )
                 return
@@ -242,7 +239,7 @@ class StreamingValSize(Rule):
                 key="val_size",
                 also=("streaming",),
                 message=f"`val_size: {v:g}` is a fraction but `streaming: true` needs a sample count: "
-                + _stops("Streaming mode should have an integer val size."),
+                + lf_stops("Streaming mode should have an integer val size."),
                 hint="write the number of evaluation samples, e.g. `val_size: 1000`",
             )
 
@@ -281,7 +278,7 @@ class StreamingMaxSamples(Rule):
             yield Finding(
                 key="max_samples",
                 also=("streaming",),
-                message="`max_samples` with `streaming: true`: " + _stops("`max_samples` is incompatible with `streaming`."),
+                message="`max_samples` with `streaming: true`: " + lf_stops("`max_samples` is incompatible with `streaming`."),
                 hint="remove `max_samples`; `max_steps` bounds how much a streaming run reads",
                 fix=remove_key(ctx, "max_samples", "remove `max_samples`", safe=False),
             )
@@ -315,11 +312,11 @@ class StreamingNeedsMaxSteps(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.flag("streaming") and ctx.get("max_steps") == -1:
+        if ctx.is_train_command and ctx.flag("streaming") and ctx.get("max_steps") == -1:
             yield Finding(
                 key="streaming",
                 also=("max_steps",),
-                message="`streaming: true` without `max_steps`: " + _stops("Please specify `max_steps` in streaming mode."),
+                message="`streaming: true` without `max_steps`: " + lf_stops("Please specify `max_steps` in streaming mode."),
                 hint="set `max_steps` (`num_train_epochs` is not used with a streamed dataset)",
             )
 
@@ -356,7 +353,7 @@ class MaskHistoryTrainOnPrompt(Rule):
                 key="train_on_prompt",
                 also=("mask_history",),
                 message="`mask_history` with `train_on_prompt`: "
-                + _stops("`mask_history` is incompatible with `train_on_prompt`."),
+                + lf_stops("`mask_history` is incompatible with `train_on_prompt`."),
                 hint="keep one: `mask_history` trains on the last turn only, `train_on_prompt` also on the prompts",
             )
 
@@ -392,7 +389,7 @@ class TrainNeedsDataset(Rule):
             yield Finding(
                 key="dataset",
                 also=("do_train",),
-                message="`do_train: true` without `dataset`: " + _stops("Please specify dataset for training."),
+                message="`do_train: true` without `dataset`: " + lf_stops("Please specify dataset for training."),
                 hint="set `dataset` to one or more names from `dataset_dir/dataset_info.json` (comma-separated)",
             )
 
@@ -430,26 +427,35 @@ class EvalNeedsData(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.get("eval_dataset") is not None or val_size(ctx) >= 1e-6:
+        if not ctx.is_train_command or ctx.get("eval_dataset") is not None or val_size(ctx) >= 1e-6:
             return
-        strategy = ctx.get("eval_strategy")
+        # The old name counts where transformers still accepts it (copied to eval_strategy in __post_init__);
+        # where it does not, KEY002 reports it, so a finding read through it depends on the transformers release.
+        old_name = not ctx.has("eval_strategy") and ctx.has("evaluation_strategy")
+        strategy_key = "evaluation_strategy" if old_name else "eval_strategy"
+        strategy = ctx.get(strategy_key)
         reasons = [k for k in ("do_eval", "do_predict", "predict_with_generate") if ctx.flag(k)]
         if not reasons and isinstance(strategy, str) and strategy != "no":
-            reasons = ["eval_strategy"]
+            reasons = [strategy_key]
         if not reasons:
             return
         key = reasons[0]
-        why = f"`eval_strategy: {strategy}` turns on `do_eval`" if key == "eval_strategy" else f"`{key}: true`"
+        by_strategy = key == strategy_key
+        why = f"`{key}: {strategy}` turns on `do_eval`" if by_strategy else f"`{key}: true`"
         fix = None
-        if key == "eval_strategy" and not ctx.flag("do_eval") and ctx.get("dataset") is not None:
+        if by_strategy and not ctx.flag("do_eval") and ctx.get("dataset") is not None:
             fix = set_key(ctx, "val_size", "0.1", "evaluate on 10% of `dataset` (`val_size: 0.1`)",
                           after="dataset", safe=False)
+        if ctx.lf >= v("0.9.4"):  # hparams/parser.py `get_train_args` checks it from v0.9.4 on
+            stops = lf_stops("Please make sure eval_dataset be provided or val_size >1e-6")
+        else:
+            stops = 'the run fails at its first evaluation ("Trainer: evaluation requires an eval_dataset.")'
         yield Finding(
             key=key,
             also=("eval_dataset", "val_size"),
-            message=f"{why} but there is no evaluation data: "
-            + _stops("Please make sure eval_dataset be provided or val_size >1e-6"),
+            message=f"{why} but there is no evaluation data: {stops}",
             hint="set `eval_dataset`, or `val_size` to split it from `dataset`"
-            + (", or `eval_strategy: no`" if key == "eval_strategy" else ""),
+            + (f", or `{strategy_key}: no`" if by_strategy else ""),
             fix=fix,
+            depends_on_version="transformers" if by_strategy and old_name else None,
         )

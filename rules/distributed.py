@@ -8,13 +8,12 @@ and accelerate's ``DeepSpeedPlugin``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 from tuner.config.deepspeed import DeepSpeedConfig
 from tuner.config.context import Context
-from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity, SkipRule
+from tuner.lint.rule import Edit, Finding, Fix, Need, Rule, Severity, SkipRule, is_number
 
 #: ``"auto"`` values transformers' Trainer fills from TrainingArguments or the model's hidden size.
 FILLED_BY_TRAINER = frozenset({
@@ -76,16 +75,6 @@ def _json_fix(ds: DeepSpeedConfig, key: str, text: str, description: str, *, saf
 def _env_enabled(ctx: Context, name: str) -> bool:
     """LLaMA-Factory's ``is_env_enabled``: true, y or 1, any case."""
     return ctx.options.env.get(name, "0").strip().lower() in ("true", "y", "1")
-
-
-def _is_number(v: Any) -> bool:
-    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 class ZeroStage(Rule):
@@ -223,7 +212,7 @@ class OffloadWithoutStage(Rule):
                 hint='use `"stage": 2` (or 1/3) for optimizer offload',
             )
         ratio = _get(ds.data, "zero_optimization.offload_optimizer.ratio")
-        if stage < 3 and _is_number(ratio) and ratio < 1:
+        if stage < 3 and is_number(ratio) and ratio < 1:
             yield Finding(
                 key="zero_optimization.offload_optimizer.ratio",
                 in_deepspeed=True,
@@ -394,7 +383,7 @@ class DeepSpeedMismatch(Rule):
         bs, ga = ctx.get("per_device_train_batch_size"), ctx.get("gradient_accumulation_steps")
         if not ctx.flag("auto_find_batch_size"):
             yield "train_micro_batch_size_per_gpu", bs, "per_device_train_batch_size"
-            if ctx.gpus is not None and _is_number(bs) and _is_number(ga):
+            if ctx.gpus is not None and is_number(bs) and is_number(ga):
                 world = ctx.gpus * max(1, ctx.options.nodes)
                 yield (
                     "train_batch_size",

@@ -91,8 +91,9 @@ class DeepSpeedUnreadable(Rule):
     """The ``deepspeed:`` config cannot be read: not found here, or not a DeepSpeed config.
 
     LLaMA-Factory hands the path to transformers, which opens it relative to the directory the run is launched
-    from, so a relative path that does not resolve where cfglint runs may still be right on the training
-    machine: that is a warning, and the rules that need the ZeRO stage are skipped. LLaMA-Factory's own
+    from, so a path that does not resolve where cfglint runs may still be right on the training machine: that
+    is an info finding (the rules that need the ZeRO stage are skipped), and a warning once ``--data-root``
+    says where the run is launched from. LLaMA-Factory's own
     ``examples/deepspeed/ds_z{0,2,3}[_offload]_config.json`` are known and never reported. A file that exists
     but is not valid JSON, not a JSON object, or has none of DeepSpeed's keys stops the run: an error. The file's
     content is never shown.
@@ -129,12 +130,17 @@ class DeepSpeedUnreadable(Rule):
         if ds is None:
             return
         if ds.not_found:
+            stated = ctx.options.launch_dir_stated
             yield Finding(
                 key="deepspeed",
                 message=ds.problem or "the DeepSpeed config was not found",
-                hint="run cfglint from the directory you launch `llamafactory-cli` from; until then the rules "
-                "that need the ZeRO stage are skipped",
-                severity=Severity.WARNING,
+                hint="check that the file exists in the directory `llamafactory-cli` is launched from"
+                if stated
+                else "pass `--data-root DIR` (the directory you launch `llamafactory-cli` from) to check the path; "
+                "until then the rules that need the ZeRO stage are skipped",
+                # Without the launch directory the linter cannot know the path is wrong (a cluster path, a
+                # checkout of LLaMA-Factory): the finding only says what was not checked.
+                severity=Severity.WARNING if stated else Severity.INFO,
             )
         else:
             yield Finding(

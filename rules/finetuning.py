@@ -12,20 +12,15 @@ from typing import Any
 
 from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Need, Rule, Severity
+from tuner.lint.rule import Finding, Need, Rule, Severity, lf_stops
 
 from ._lf_common import (
     adapters,
     distributed,
     int_value,
-    is_train_command,
     keys_text,
     lf_split,
 )
-
-
-def _stops(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
 _OPTIMIZERS = ("use_galore", "use_apollo", "use_badam")
@@ -66,7 +61,7 @@ class RefRewardQuantizationBits(Rule):
             if bits is not None and bits not in (4, 8):
                 yield Finding(
                     key=key,
-                    message=f"`{key}: {bits}`: " + _stops("We only accept 4-bit or 8-bit quantization."),
+                    message=f"`{key}: {bits}`: " + lf_stops("We only accept 4-bit or 8-bit quantization."),
                     hint=f"use `{key}: 4` or `8`, or remove it",
                 )
 
@@ -102,7 +97,7 @@ class HyperParallelCpSize(Rule):
             yield Finding(
                 key="hyper_parallel_cp_size",
                 message=f"`hyper_parallel_cp_size: {size}`: "
-                + _stops("`hyper_parallel_cp_size` must be greater than 0."),
+                + lf_stops("`hyper_parallel_cp_size` must be greater than 0."),
                 hint="use 1 (no context parallelism) or the number of GPUs that share one sequence",
                 fix=set_key(ctx, "hyper_parallel_cp_size", "1", "set `hyper_parallel_cp_size: 1`"),
             )
@@ -140,7 +135,7 @@ class LlamaProWithFull(Rule):
                 key="use_llama_pro",
                 also=("finetuning_type",),
                 message="`use_llama_pro` with `finetuning_type: full`: "
-                + _stops("`use_llama_pro` is only valid for Freeze or LoRA training."),
+                + lf_stops("`use_llama_pro` is only valid for Freeze or LoRA training."),
                 hint="use `finetuning_type: freeze` (or `lora`) with LLaMA Pro",
             )
 
@@ -186,7 +181,7 @@ class LoraWithOptimizerMethods(Rule):
             also=tuple(on),
             message=f"{keys_text(on)} with `finetuning_type: lora`"
             f"{'' if ctx.has('finetuning_type') else ' (the default)'}: "
-            + _stops("Cannot use LoRA with GaLore, APOLLO or BAdam together."),
+            + lf_stops("Cannot use LoRA with GaLore, APOLLO or BAdam together."),
             hint=f"{' / '.join(_OPT_NAMES[k] for k in on)} trains the full model: set `finetuning_type: full`, "
             f"or remove {keys_text(on)} to train LoRA",
             fix=fix,
@@ -224,7 +219,7 @@ class OneOptimizerMethod(Rule):
             yield Finding(
                 key=on[1],
                 also=(on[0],),
-                message=f"{keys_text(on)} are all on: " + _stops("Cannot use GaLore, APOLLO or BAdam together."),
+                message=f"{keys_text(on)} are all on: " + lf_stops("Cannot use GaLore, APOLLO or BAdam together."),
                 hint="keep one of them",
             )
 
@@ -267,7 +262,7 @@ class PissaStage(Rule):
             yield Finding(
                 key="pissa_init",
                 also=("stage",),
-                message=f"`pissa_init` with {why}: " + _stops("Cannot use PiSSA for current training stage."),
+                message=f"`pissa_init` with {why}: " + lf_stops("Cannot use PiSSA for current training stage."),
                 hint="initialise PiSSA in an SFT run first (or with `scripts/pissa_init.py`) and continue from that "
                 "adapter, or use a reference-free loss (`pref_loss: orpo|simpo`)",
             )
@@ -308,7 +303,7 @@ class LoraOnlyOptions(Rule):
                     key=key,
                     also=("finetuning_type",),
                     message=f"`{key}` with `finetuning_type: {ctx.finetuning_type}`: "
-                    + _stops(f"`{key}` is only valid for LoRA training."),
+                    + lf_stops(f"`{key}` is only valid for LoRA training."),
                     hint=f"remove `{key}`, or use `finetuning_type: lora`",
                     fix=remove_key(ctx, key, f"remove `{key}`", safe=False),
                 )
@@ -346,7 +341,7 @@ class AdapterNeedsLora(Rule):
                 key="adapter_name_or_path",
                 also=("finetuning_type",),
                 message=f"`adapter_name_or_path` with `finetuning_type: {ctx.finetuning_type}`: "
-                + _stops("Adapter is only valid for the LoRA method."),
+                + lf_stops("Adapter is only valid for the LoRA method."),
                 hint="merge the adapter into the model (`llamafactory-cli export`) and point `model_name_or_path` "
                 "at the merged model, or use `finetuning_type: lora`",
             )
@@ -385,7 +380,7 @@ class SingleAdapterBackends(Rule):
         names = adapters(ctx)
         if names is None or len(names) < 2 or ctx.finetuning_type != "lora":
             return
-        if is_train_command(ctx) and ctx.zero3:
+        if ctx.is_train_command and ctx.zero3:
             backend, text = "DeepSpeed ZeRO-3", "Cannot use multiple adapters in DeepSpeed ZeRO-3."
         elif ctx.flag("use_kt"):
             backend, text = "`use_kt`", "KTransformers accepts a single `adapter_name_or_path`."
@@ -395,7 +390,7 @@ class SingleAdapterBackends(Rule):
             return
         yield Finding(
             key="adapter_name_or_path",
-            message=f"{len(names)} adapters with {backend}: " + _stops(text),
+            message=f"{len(names)} adapters with {backend}: " + lf_stops(text),
             hint="merge the adapters into the base model first (`llamafactory-cli export`), then load one adapter",
         )
 
@@ -432,7 +427,7 @@ class LayerwiseDistributed(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or distributed(ctx) is not True:
+        if not ctx.is_train_command or distributed(ctx) is not True:
             return
         for use, layerwise, name in (("use_galore", "galore_layerwise", "GaLore"), ("use_apollo", "apollo_layerwise", "APOLLO")):
             if ctx.flag(use) and ctx.flag(layerwise):
@@ -440,7 +435,7 @@ class LayerwiseDistributed(Rule):
                     key=layerwise,
                     also=(use,),
                     message=f"`{layerwise}` in a distributed run ({_how(ctx)}): "
-                    + _stops(f"Distributed training does not support layer-wise {name}."),
+                    + lf_stops(f"Distributed training does not support layer-wise {name}."),
                     hint=f"set `{layerwise}: false` for multi-GPU training, or train on one GPU",
                 )
 
@@ -488,14 +483,14 @@ class BAdamDistributed(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("use_badam") or distributed(ctx) is not True:
+        if not ctx.is_train_command or not ctx.flag("use_badam") or distributed(ctx) is not True:
             return
         if ctx.get("badam_mode") == "ratio":
             yield Finding(
                 key="badam_mode",
                 also=("use_badam",),
                 message=f"`badam_mode: ratio` in a distributed run ({_how(ctx)}): "
-                + _stops("Radio-based BAdam does not yet support distributed training, use layer-wise BAdam."),
+                + lf_stops("Radio-based BAdam does not yet support distributed training, use layer-wise BAdam."),
                 hint="use `badam_mode: layer` with DeepSpeed ZeRO-3, or train on one GPU",
             )
         elif not ctx.zero3:
@@ -503,7 +498,7 @@ class BAdamDistributed(Rule):
                 key="use_badam",
                 also=("deepspeed",),
                 message=f"layer-wise BAdam in a distributed run ({_how(ctx)}) without DeepSpeed ZeRO-3: "
-                + _stops("Layer-wise BAdam only supports DeepSpeed ZeRO-3 training."),
+                + lf_stops("Layer-wise BAdam only supports DeepSpeed ZeRO-3 training."),
                 hint="add `deepspeed: examples/deepspeed/ds_z3_config.json`, or train on one GPU",
             )
 
@@ -536,14 +531,14 @@ class GaloreApolloDeepSpeed(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.get("deepspeed") is None:
+        if not ctx.is_train_command or ctx.get("deepspeed") is None:
             return
         on = [k for k in ("use_galore", "use_apollo") if ctx.flag(k)]
         if on:
             yield Finding(
                 key=on[0],
                 also=("deepspeed",),
-                message=f"{keys_text(on)} with `deepspeed`: " + _stops("GaLore and APOLLO are incompatible with DeepSpeed yet."),
+                message=f"{keys_text(on)} with `deepspeed`: " + lf_stops("GaLore and APOLLO are incompatible with DeepSpeed yet."),
                 hint="remove `deepspeed` (GaLore/APOLLO already save the optimizer memory ZeRO would), or use BAdam "
                 "with ZeRO-3",
             )
@@ -592,7 +587,7 @@ class GaloreApolloOptim(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         for use, name, allowed in (("use_galore", "GaLore", _GALORE_OPTIMS), ("use_apollo", "APOLLO", ("adamw_torch",))):
             if not ctx.flag(use):
@@ -652,7 +647,7 @@ class LayerwiseGradAccum(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         ga = int_value(ctx, "gradient_accumulation_steps")
         if ga is None or ga == 1:
@@ -903,12 +898,12 @@ class PissaZero3(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.flag("pissa_init") and ctx.zero3:
+        if ctx.is_train_command and ctx.flag("pissa_init") and ctx.zero3:
             yield Finding(
                 key="pissa_init",
                 also=("deepspeed",),
                 message="`pissa_init` under DeepSpeed ZeRO-3: "
-                + _stops("Please use scripts/pissa_init.py to initialize PiSSA in DeepSpeed ZeRO-3."),
+                + lf_stops("Please use scripts/pissa_init.py to initialize PiSSA in DeepSpeed ZeRO-3."),
                 hint="run `python scripts/pissa_init.py` once without ZeRO-3 and train with `adapter_name_or_path` "
                 "pointing at the PiSSA adapter",
             )

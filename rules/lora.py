@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, replace_value
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, is_number
 
 #: Attention projections under the names the common architectures use; a target made only of these is narrow.
 _ATTENTION_MODULES = {
@@ -24,20 +24,10 @@ _PREFERENCE_STAGES = {"dpo", "kto", "ppo"}
 _METHOD_NAMES = {"lora": "LoRA", "oft": "OFT"}
 
 
-def _is_number(v: object) -> bool:
-    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
-
-
 def _intended(v: object) -> float | None:
     """A number as the user meant it: ``"16"`` is 16 here (KEY003 reports the quoting separately)."""
     try:
-        if _is_number(v):
+        if is_number(v):
             return float(v)  # type: ignore[arg-type]
         if isinstance(v, str):
             return float(v.strip())
@@ -59,10 +49,12 @@ class LoraAlphaRatio(Rule):
     """``lora_alpha`` far from twice ``lora_rank``.
 
     The LoRA update is scaled by ``lora_alpha / lora_rank`` (``lora_alpha / sqrt(lora_rank)`` with
-    ``use_rslora``). LLaMA-Factory sets ``lora_alpha = 2 * lora_rank`` when it is unset, and most recipes keep
-    alpha between 1× and 4× the rank. Far outside that, the update is scaled up or down by an order of magnitude,
-    which acts like a much larger or smaller learning rate: divergence, or a loss that barely moves. Users often
-    raise the rank and forget alpha (hiyouga/LlamaFactory#2465, #1504, #1181).
+    ``use_rslora``; peft ``tuners/lora/layer.py`` ``LoraLayer.update_layer``). LLaMA-Factory sets
+    ``lora_alpha = 2 * lora_rank`` when it is unset (scaling 2), and published recipes stay between 0.25 (the
+    QLoRA paper's r=64, alpha=16) and 4. A scaling below 0.25 or above 8 is a warning: the update is scaled by an
+    order of magnitude, like a much smaller or larger learning rate (a loss that barely moves, or divergence).
+    Users often raise the rank and forget alpha (hiyouga/LlamaFactory#2465, #1504, #1181). Between 0.25 and 1,
+    or 4 and 8, it is info.
 
     Bad:
 
@@ -93,25 +85,37 @@ class LoraAlphaRatio(Rule):
         if rank_f is None or alpha_f is None or rank_f <= 0 or alpha_f <= 0 or not rank_f.is_integer():
             return  # LORA002 reports non-positive values; KEY003 reports wrong types
         rank, alpha = int(rank_f), alpha_f
-        ratio = alpha / rank
-        if 1.0 <= ratio <= 4.0:
-            return
         rslora = ctx.flag("use_rslora")
-        scaling = alpha / math.sqrt(rank) if rslora else ratio
+        scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
+        if 1.0 <= scaling <= 4.0:
+            return
         formula = (
             f"lora_alpha/sqrt(lora_rank) = {alpha:g}/sqrt({rank})"
             if rslora
             else f"lora_alpha/lora_rank = {alpha:g}/{rank}"
         )
-        direction = "up" if ratio > 4 else "down"
+        direction = "up" if scaling > 4 else "down"
+        # Published recipes reach a scaling of 0.25 (QLoRA: r=64, alpha=16) and LLaMA-Factory's default is 2; a
+        # factor beyond 0.25 or 8 is an order of magnitude from the default, the "raised the rank, forgot
+        # alpha" mistake. Between those bounds it is a choice worth knowing about, not a problem.
+        far = scaling < _SCALING_LOW or scaling > _SCALING_HIGH
+        default = 2 * math.sqrt(rank) if rslora else 2 * rank
+        suggested = f"{default:g}" if float(default).is_integer() else str(round(default))
         yield Finding(
             key="lora_alpha",
             also=("lora_rank",),
-            message=f"`lora_alpha: {alpha:g}` is {ratio:.2g}× `lora_rank: {rank}` (usual: 1×–4×): the LoRA update is "
-            f"scaled by {formula} = {scaling:.3g}, which scales the effective learning rate {direction}",
-            hint=f"use `lora_alpha: {2 * rank}` (LLaMA-Factory's default, 2 × rank), or remove `lora_alpha`",
-            fix=replace_value(ctx, "lora_alpha", str(2 * rank), f"set `lora_alpha: {2 * rank}`", safe=False),
+            severity=Severity.WARNING if far else Severity.INFO,
+            message=f"`lora_alpha: {alpha:g}` with `lora_rank: {rank}`: the LoRA update is scaled by {formula} = "
+            f"{scaling:.3g} (LLaMA-Factory's default alpha gives 2; recipes use 0.25-4), which scales the "
+            f"effective learning rate {direction}" + ("" if far else " (a deliberate choice in some recipes)"),
+            hint=f"use `lora_alpha: {suggested}` for a scaling of 2, or remove `lora_alpha`"
+            + (" (LLaMA-Factory's default, 2 × rank)" if not rslora else ""),
+            fix=replace_value(ctx, "lora_alpha", suggested, f"set `lora_alpha: {suggested}`", safe=False),
         )
+
+
+#: Below or above these LoRA scalings (alpha/r, or alpha/sqrt(r) with rsLoRA) LORA001 warns; see its check.
+_SCALING_LOW, _SCALING_HIGH = 0.25, 8.0
 
 
 class LoraNonPositive(Rule):
@@ -144,7 +148,7 @@ class LoraNonPositive(Rule):
         if not _lora_training(ctx):
             return
         rank = ctx.get("lora_rank")
-        if _is_number(rank) and rank <= 0:
+        if is_number(rank) and rank <= 0:
             yield Finding(
                 key="lora_rank",
                 message=f"`lora_rank: {rank}`: a LoRA adapter needs a positive rank; peft fails after the model loads "
@@ -152,13 +156,13 @@ class LoraNonPositive(Rule):
                 hint="use a rank such as 8, 16 or 64",
             )
         alpha = ctx.get("lora_alpha")
-        if _is_number(alpha) and alpha < 0:
+        if is_number(alpha) and alpha < 0:
             yield Finding(
                 key="lora_alpha",
                 message=f"`lora_alpha: {alpha}` is negative: it flips the sign of the LoRA update",
                 hint="remove `lora_alpha` (LLaMA-Factory then uses 2 × `lora_rank`) or set a positive value",
             )
-        elif _is_number(alpha) and alpha == 0 and ctx.lora_rank:
+        elif is_number(alpha) and alpha == 0 and ctx.lora_rank:
             yield Finding(
                 key="lora_alpha",
                 severity=Severity.INFO,
@@ -173,7 +177,8 @@ class LearningRateRange(Rule):
     LoRA usually trains at 5e-5…5e-4 (LLaMA-Factory's LoRA examples use 1e-4); below ~1e-5 the loss barely
     moves, above ~1e-3 it diverges (hiyouga/LlamaFactory#4225). Full and freeze tuning
     change the pretrained weights directly and usually use 1e-5…5e-5; above 1e-4 they tend to forget what the
-    model knew or diverge. Preference stages (DPO, KTO, PPO) use lower rates still and are not checked. This is a
+    model knew or diverge; pre-training (``stage: pt``, ``train_from_scratch``) usually runs at 1e-4…1e-3 and is
+    not checked for them. Preference stages (DPO, KTO, PPO) use lower rates still and are not checked. This is a
     rule of thumb: a deliberate choice can be suppressed with ``# cfglint: disable=LORA003``.
 
     Bad:
@@ -203,7 +208,7 @@ class LearningRateRange(Rule):
         if not ctx.is_training:
             return
         lr = ctx.number("learning_rate")
-        if not _is_number(lr):
+        if not is_number(lr):
             return  # unset, or inf/nan: the key schema and the numeric-range rules report those
         where = "learning_rate" if ctx.has("learning_rate") else None
         if lr <= 0:
@@ -236,8 +241,8 @@ class LearningRateRange(Rule):
                 hint="LLaMA-Factory's LoRA examples use `learning_rate: 1.0e-4`",
             )
         elif method in ("full", "freeze"):
-            if lr <= 5e-5:
-                return
+            if lr <= 5e-5 or ctx.stage == "pt" or ctx.flag("train_from_scratch"):
+                return  # pre-training (continued or from scratch) runs at 1e-4...1e-3: the range is for fine-tuning
             strong = lr > 1e-4
             yield Finding(
                 key=where,
@@ -327,7 +332,7 @@ class LoraDropoutRange(Rule):
         if not _lora_training(ctx):
             return
         p = ctx.get("lora_dropout")
-        if not _is_number(p) or 0 <= p < 1:
+        if not is_number(p) or 0 <= p < 1:
             return
         if p > 1:
             yield Finding(

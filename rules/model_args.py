@@ -14,7 +14,7 @@ import yaml
 
 from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 
 from ._lf_common import (
     INFER_COMMANDS,
@@ -22,15 +22,10 @@ from ._lf_common import (
     command,
     env_enabled,
     int_value,
-    is_train_command,
     keys_text,
     report_to,
     resolve_dir,
 )
-
-
-def _stops(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
 #: Keys that mean the file names its model another way, or is not a LLaMA-Factory v0 config at all.
@@ -73,7 +68,7 @@ class ModelNameRequired(Rule):
             return
         yield Finding(
             key="model_name_or_path",
-            message="no `model_name_or_path`: " + _stops("Please provide `model_name_or_path`."),
+            message="no `model_name_or_path`: " + lf_stops("Please provide `model_name_or_path`."),
             hint="set `model_name_or_path` to a Hugging Face model id or a local model directory (or pass "
             "`model_name_or_path=...` after the YAML on the command line)",
         )
@@ -130,7 +125,7 @@ class SpecialTokensConfig(Rule):
             yield Finding(
                 key="new_special_tokens_config",
                 message=f"`new_special_tokens_config: {value}` holds a {type(data).__name__}, not a mapping: "
-                + _stops("YAML config must be a dictionary mapping tokens to descriptions."),
+                + lf_stops("YAML config must be a dictionary mapping tokens to descriptions."),
                 hint='write one `"<token>": "what it means"` line per token',
             )
 
@@ -204,7 +199,7 @@ class PixelBounds(Rule):
                     key=key,
                     also=(f"{kind}_max_pixels", f"{kind}_min_pixels"),
                     message=f"`{kind}_max_pixels: {hi}` is below `{kind}_min_pixels: {lo}`: "
-                    + _stops(f"`{kind}_max_pixels` cannot be smaller than `{kind}_min_pixels`."),
+                    + lf_stops(f"`{kind}_max_pixels` cannot be smaller than `{kind}_min_pixels`."),
                     hint="these are pixel counts (width × height), e.g. 512×512 = 262144",
                 )
 
@@ -241,7 +236,7 @@ class ExportQuantizationDataset(Rule):
                 key="export_quantization_bit",
                 also=("export_quantization_dataset",),
                 message="`export_quantization_bit` without `export_quantization_dataset`: "
-                + _stops("Quantization dataset is necessary for exporting."),
+                + lf_stops("Quantization dataset is necessary for exporting."),
                 hint="set `export_quantization_dataset`, e.g. `data/c4_demo.jsonl` from the LLaMA-Factory repository",
             )
 
@@ -250,17 +245,19 @@ class KTCpuActivationNeedsKT(Rule):
     """``kt_cpu_activation`` without ``use_kt: true``.
 
     ``KTransformersArguments.__post_init__`` raises "`kt_cpu_activation` is only valid when `use_kt: true`."
-    (``model_args.py``).
+    (``model_args.py``, after v0.9.5; earlier releases refuse the key itself, KEY001).
 
     Bad:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     kt_cpu_activation: retain
     ```
 
     Good:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     use_kt: true
     kt_cpu_activation: retain
     ```
@@ -271,11 +268,13 @@ class KTCpuActivationNeedsKT(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        if ctx.schema.accepted("kt_cpu_activation", ctx.options.command, ctx.options.target) is None:
+            return  # a release without KTransformers' arguments refuses the key itself (KEY001)
         if ctx.get("kt_cpu_activation") is not None and not ctx.flag("use_kt"):
             yield Finding(
                 key="kt_cpu_activation",
                 message="`kt_cpu_activation` without `use_kt: true`: "
-                + _stops("`kt_cpu_activation` is only valid when `use_kt: true`."),
+                + lf_stops("`kt_cpu_activation` is only valid when `use_kt: true`."),
                 hint="set `use_kt: true` to train with KTransformers, or remove `kt_cpu_activation`",
             )
 
@@ -308,7 +307,7 @@ class KTCheckpointing(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("use_kt"):
+        if not ctx.is_train_command or not ctx.flag("use_kt"):
             return
         for key in ("use_unsloth", "use_unsloth_gc"):
             if ctx.flag(key):
@@ -316,7 +315,7 @@ class KTCheckpointing(Rule):
                     key=key,
                     also=("use_kt",),
                     message=f"`{key}` with `use_kt`: "
-                    + _stops("KTransformers cannot be combined with Unsloth checkpoint wrapping."),
+                    + lf_stops("KTransformers cannot be combined with Unsloth checkpoint wrapping."),
                     hint=f"remove `{key}`",
                 )
         if ctx.flag("gradient_checkpointing"):
@@ -324,7 +323,7 @@ class KTCheckpointing(Rule):
                 key="gradient_checkpointing",
                 also=("use_kt",),
                 message="`gradient_checkpointing: true` with `use_kt`: "
-                + _stops("KTransformers uses LLaMA-Factory's `disable_gradient_checkpointing`; remove "
+                + lf_stops("KTransformers uses LLaMA-Factory's `disable_gradient_checkpointing`; remove "
                          "`gradient_checkpointing: true`."),
                 hint="remove `gradient_checkpointing` (LLaMA-Factory checkpoints by default)",
             )
@@ -333,7 +332,7 @@ class KTCheckpointing(Rule):
                 key="gradient_checkpointing_kwargs",
                 also=("use_kt",),
                 message="`gradient_checkpointing_kwargs` with `use_kt`: "
-                + _stops("KTransformers supplies its checkpoint context; remove `gradient_checkpointing_kwargs`."),
+                + lf_stops("KTransformers supplies its checkpoint context; remove `gradient_checkpointing_kwargs`."),
                 hint="remove `gradient_checkpointing_kwargs`",
             )
         fsdp_config = ctx.get("fsdp_config")
@@ -344,7 +343,7 @@ class KTCheckpointing(Rule):
                 key="fsdp_config.activation_checkpointing",
                 also=("fsdp_config", "use_kt"),
                 message="FSDP `activation_checkpointing` with `use_kt`: "
-                + _stops("Disable FSDP activation checkpointing when using KTransformers."),
+                + lf_stops("Disable FSDP activation checkpointing when using KTransformers."),
                 hint="turn off `activation_checkpointing` in `fsdp_config` (and FSDP_ACTIVATION_CHECKPOINTING)",
             )
         gpu = "retain" if ctx.flag("disable_gradient_checkpointing") else "recompute"
@@ -353,7 +352,7 @@ class KTCheckpointing(Rule):
                 key="kt_cpu_activation",
                 also=("disable_gradient_checkpointing",),
                 message="`kt_cpu_activation: recompute` with `disable_gradient_checkpointing: true`: "
-                + _stops("`kt_cpu_activation: recompute` requires GPU gradient checkpointing."),
+                + lf_stops("`kt_cpu_activation: recompute` requires GPU gradient checkpointing."),
                 hint="set `disable_gradient_checkpointing: false` or `kt_cpu_activation: retain`",
             )
 
@@ -401,7 +400,7 @@ class KTConfig(Rule):
         if not isinstance(raw, dict):
             yield Finding(
                 key="kt_config",
-                message="`kt_config` is not a mapping: " + _stops("LLaMA-Factory `kt_config` must be a flat mapping."),
+                message="`kt_config` is not a mapping: " + lf_stops("LLaMA-Factory `kt_config` must be a flat mapping."),
                 hint="write `kt_config` as a YAML mapping of KTransformers settings",
             )
             return
@@ -410,7 +409,7 @@ class KTConfig(Rule):
             yield Finding(
                 key="kt_config",
                 message=f"`kt_config` sets {keys_text(derived)}, which LLaMA-Factory derives itself: "
-                + _stops(f"These `kt_config` values are derived from LLaMA-Factory arguments: {derived}."),
+                + lf_stops(f"These `kt_config` values are derived from LLaMA-Factory arguments: {derived}."),
                 hint="use the LLaMA-Factory keys instead (`lora_rank`, `lora_alpha`, `finetuning_type`, "
                 "`kt_weight_path`, ...) and remove these entries",
             )
@@ -425,7 +424,7 @@ class KTConfig(Rule):
                     key="kt_config.kt_model_max_length",
                     also=("kt_config",),
                     message=f"`kt_config.kt_model_max_length: {cap}`: "
-                    + _stops("`kt_model_max_length` must be a positive integer."),
+                    + lf_stops("`kt_model_max_length` must be a positive integer."),
                     hint="use a positive token count, at least `cutoff_len`",
                 )
 
@@ -465,7 +464,7 @@ class KTFinetuningType(Rule):
                 key="finetuning_type",
                 also=("use_kt",),
                 message=f"`finetuning_type: {ctx.finetuning_type}` with `use_kt`: "
-                + _stops("KTransformers supports LoRA and full-parameter finetuning."),
+                + lf_stops("KTransformers supports LoRA and full-parameter finetuning."),
                 hint="use `finetuning_type: lora` (or `full`) with KTransformers",
             )
         folder = ctx.get("adapter_folder")
@@ -477,7 +476,7 @@ class KTFinetuningType(Rule):
                     key="adapter_folder",
                     also=("use_kt",),
                     message=f"`adapter_folder: {folder}` leaves the adapter directory: "
-                    + _stops("`adapter_folder` must stay inside the KT adapter directory."),
+                    + lf_stops("`adapter_folder` must stay inside the KT adapter directory."),
                     hint="give a sub-folder of `adapter_name_or_path`",
                 )
 
@@ -518,7 +517,7 @@ class KTConfigWithoutKT(Rule):
         if ctx.get("kt_config") is not None and not ctx.flag("use_kt"):
             yield Finding(
                 key="kt_config",
-                message="`kt_config` without `use_kt: true`: " + _stops("`kt_config` requires `use_kt: true`."),
+                message="`kt_config` without `use_kt: true`: " + lf_stops("`kt_config` requires `use_kt: true`."),
                 hint="set `use_kt: true`, or remove `kt_config`",
             )
         backend = ctx.get("infer_backend")
@@ -527,7 +526,7 @@ class KTConfigWithoutKT(Rule):
                 key="infer_backend",
                 also=("use_kt",),
                 message=f"`infer_backend: {backend}` with `use_kt`: "
-                + _stops("KTransformers inference requires `infer_backend: huggingface`."),
+                + lf_stops("KTransformers inference requires `infer_backend: huggingface`."),
                 hint="use `infer_backend: huggingface` with KTransformers",
             )
 
@@ -560,7 +559,7 @@ class KTSFTGenerate(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "sft" or not ctx.flag("use_kt"):
+        if not ctx.is_train_command or ctx.stage != "sft" or not ctx.flag("use_kt"):
             return
         key = "predict_with_generate" if ctx.flag("predict_with_generate") else "compute_accuracy" if ctx.flag("compute_accuracy") else None
         if key:
@@ -606,7 +605,7 @@ class InferBackendHF(Rule):
             yield Finding(
                 key="infer_backend",
                 message=f"`infer_backend: {backend}` with `llamafactory-cli {command(ctx)}`: "
-                + _stops("vLLM/SGLang backend is only available for API, CLI and Web."),
+                + lf_stops("vLLM/SGLang backend is only available for API, CLI and Web."),
                 hint="remove `infer_backend` here; use vLLM with `llamafactory-cli chat/api/webchat` or "
                 "`scripts/vllm_infer.py`",
                 fix=remove_key(ctx, "infer_backend", "remove `infer_backend`", safe=False),
@@ -642,14 +641,14 @@ class Zero3Backends(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.zero3:
+        if not ctx.is_train_command or not ctx.zero3:
             return
         for key, name in (("use_unsloth", "Unsloth"), ("use_kt", "KTransformers")):
             if ctx.flag(key):
                 yield Finding(
                     key=key,
                     also=("deepspeed",),
-                    message=f"`{key}` under DeepSpeed ZeRO-3: " + _stops(f"{name} is incompatible with DeepSpeed ZeRO-3."),
+                    message=f"`{key}` under DeepSpeed ZeRO-3: " + lf_stops(f"{name} is incompatible with DeepSpeed ZeRO-3."),
                     hint=f"use ZeRO-2 (`ds_z2_config.json`) with {name}, or turn `{key}` off",
                 )
 
@@ -686,12 +685,12 @@ class TrackioProject(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and _uses_trackio(ctx) and not ctx.get("project"):
+        if ctx.is_train_command and _uses_trackio(ctx) and not ctx.get("project"):
             yield Finding(
                 key="project",
                 also=("report_to",),
                 message="`report_to` includes trackio but `project` is empty: "
-                + _stops("`--project` must be specified when using Trackio."),
+                + lf_stops("`--project` must be specified when using Trackio."),
                 hint="set `project` to the Trackio project name",
             )
 
@@ -725,7 +724,7 @@ class TrackioSettings(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not _uses_trackio(ctx):
+        if not ctx.is_train_command or not _uses_trackio(ctx):
             return
         space = ctx.get("trackio_space_id")
         if isinstance(space, str) and space and space != "trackio" and "/" not in space:
@@ -775,7 +774,7 @@ class FP8AllGatherWithoutFP8(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or env_enabled(ctx, "USE_MCA") or env_enabled(ctx, "USE_MEGATRON_BRIDGE"):
+        if not ctx.is_train_command or env_enabled(ctx, "USE_MCA") or env_enabled(ctx, "USE_MEGATRON_BRIDGE"):
             return
         if ctx.flag("fp8_enable_fsdp_float8_all_gather") and not ctx.flag("fp8"):
             yield Finding(
@@ -820,7 +819,7 @@ class ExportNeedsDir(Rule):
             yield Finding(
                 key="export_dir",
                 also=("model_name_or_path",),
-                message="no `export_dir`: " + _stops("Please specify `export_dir` to save model."),
+                message="no `export_dir`: " + lf_stops("Please specify `export_dir` to save model."),
                 hint="set `export_dir` to the directory the merged model is written to",
             )
 
@@ -866,7 +865,7 @@ class ExportMergeQuantized(Rule):
                 key="export_quantization_bit",
                 also=("adapter_name_or_path",),
                 message="`export_quantization_bit` with `adapter_name_or_path`: "
-                + _stops("Please merge adapters before quantizing the model."),
+                + lf_stops("Please merge adapters before quantizing the model."),
                 hint="export the merged model first, then quantize it in a second export without the adapter",
             )
         elif ctx.get("quantization_bit") is not None:

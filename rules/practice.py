@@ -8,38 +8,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, rename_key, replace_value
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, is_number
 
 #: A run this many optimizer steps long is "long" enough to want an evaluation split.
 LONG_RUN_STEPS = 1000
 LONG_RUN_EPOCHS = 5
 
 
-def _is_number(v: Any) -> bool:
-    """A finite int or float (not a bool): inf and nan (YAML's .inf/.nan) and ints too large for a float are not."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
-
-
-def _is_train_command(ctx: Context) -> bool:
-    return (ctx.options.command or "train") == "train"
-
-
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get("eval_strategy")
+    strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
     return (
         ctx.flag("do_eval")
         or (isinstance(strategy, str) and strategy != "no")
         or ctx.get("eval_dataset") not in (None, "", [])
-        or (_is_number(ctx.get("val_size")) and ctx.get("val_size") > 1e-6)
+        or (is_number(ctx.get("val_size")) and ctx.get("val_size") > 1e-6)
     )
 
 
@@ -64,7 +49,7 @@ def _dataset_samples(ctx: Context) -> int | None:
 def total_steps(ctx: Context) -> tuple[int, str] | None:
     """Optimizer steps of the run, at most (unknown GPU count counts as one), and how it was derived."""
     max_steps = ctx.get("max_steps")
-    if _is_number(max_steps) and max_steps > 0:
+    if is_number(max_steps) and max_steps > 0:
         return int(max_steps), f"`max_steps: {int(max_steps)}`"
     if ctx.packing:
         return None  # the packed sequence count is not the example count
@@ -74,13 +59,13 @@ def total_steps(ctx: Context) -> tuple[int, str] | None:
         ctx.get("gradient_accumulation_steps"),
         ctx.get("num_train_epochs"),
     )
-    if n is None or not all(_is_number(v) and v > 0 for v in (bs, ga, epochs)):
+    if n is None or not all(is_number(v) and v > 0 for v in (bs, ga, epochs)):
         return None
     max_samples = ctx.get("max_samples")
-    if _is_number(max_samples) and max_samples > 0:
+    if is_number(max_samples) and max_samples > 0:
         n = min(n, int(max_samples))
     val_size = ctx.get("val_size")
-    if _is_number(val_size) and val_size > 0 and ctx.get("eval_dataset") in (None, "", []):
+    if is_number(val_size) and val_size > 0 and ctx.get("eval_dataset") in (None, "", []):
         n -= math.ceil(n * val_size) if val_size < 1 else int(val_size)  # datasets' train_test_split
         if n <= 0:
             return None
@@ -167,14 +152,14 @@ class NoEvalLongRun(Rule):
     severity = Severity.INFO
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _is_train_command(ctx) or not ctx.is_training or _evaluates(ctx):
+        if not ctx.is_train_command or not ctx.is_training or _evaluates(ctx):
             return
         steps = total_steps(ctx)
         epochs = ctx.get("num_train_epochs")
         if steps is not None and steps[0] >= LONG_RUN_STEPS:
             length = f"{steps[0]} steps ({steps[1]})"
             key = "max_steps" if ctx.has("max_steps") else "num_train_epochs"
-        elif steps is None and ctx.has("num_train_epochs") and _is_number(epochs) and epochs >= LONG_RUN_EPOCHS:
+        elif steps is None and ctx.has("num_train_epochs") and is_number(epochs) and epochs >= LONG_RUN_EPOCHS:
             length = f"{epochs:g} epochs"
             key = "num_train_epochs"
         else:
@@ -187,21 +172,26 @@ class NoEvalLongRun(Rule):
         )
 
 
+#: PRAC003 warns for runs at least this long; shorter runs (smoke tests, benchmarks) get an info finding.
+_LONG_RUN_STEPS = 1000
+
+
 class SaveStepsBeyondTotal(Rule):
     """``save_steps`` larger than the whole run: no checkpoint is written before the end.
 
     With ``save_strategy: steps`` (the default) a checkpoint is written every ``save_steps`` optimizer steps. When
     that is more than the run's total steps (from ``max_steps``, or from the dataset size with dataset-aware
     linting), there is nothing to resume from if the run fails, and only the final model is saved. Resuming from
-    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run.
+    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run. A run of 1000 steps or more gets
+    a warning; a shorter one (a smoke test, a throughput benchmark) loses little and gets an info finding.
 
     Bad:
 
     ```yaml
     stage: sft
     do_train: true
-    max_steps: 300
-    save_steps: 500
+    max_steps: 3000
+    save_steps: 5000
     ```
 
     Good:
@@ -209,8 +199,8 @@ class SaveStepsBeyondTotal(Rule):
     ```yaml
     stage: sft
     do_train: true
-    max_steps: 300
-    save_steps: 100
+    max_steps: 3000
+    save_steps: 500
     ```
     """
 
@@ -222,7 +212,7 @@ class SaveStepsBeyondTotal(Rule):
         if not ctx.is_training or ctx.get("save_strategy") not in ("steps", None):
             return
         save_steps = ctx.get("save_steps")
-        if not _is_number(save_steps) or save_steps < 1:
+        if not is_number(save_steps) or save_steps < 1:
             return  # below 1 is a ratio of the total steps
         steps = total_steps(ctx)
         if steps is None or save_steps <= steps[0]:
@@ -231,6 +221,8 @@ class SaveStepsBeyondTotal(Rule):
         yield Finding(
             key="save_steps" if ctx.has("save_steps") else ("max_steps" if ctx.has("max_steps") else None),
             also=("max_steps", "do_train"),
+            # A short run (a smoke test, a throughput benchmark) loses little when it fails; a long one loses hours.
+            severity=Severity.WARNING if steps[0] >= _LONG_RUN_STEPS else Severity.INFO,
             message=f"`save_steps: {shown}` but the run has only {steps[0]} steps ({steps[1]}): no checkpoint is "
             "written before the end, so a failed run cannot resume",
             hint=f"use `save_steps` below {steps[0]} (e.g. {max(1, steps[0] // 5)}), or a ratio such as `save_steps: 0.2`",
@@ -270,13 +262,13 @@ class WarmupScale(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         major = ctx.options.transformers_major
         steps = ctx.get("warmup_steps") if ctx.has("warmup_steps") else None
         ratio = ctx.get("warmup_ratio") if ctx.has("warmup_ratio") else None
-        steps = steps if _is_number(steps) else None
-        ratio = ratio if _is_number(ratio) else None
+        steps = steps if is_number(steps) else None
+        ratio = ratio if is_number(ratio) else None
         if steps is not None and steps < 0:
             yield Finding(
                 key="warmup_steps",
@@ -458,7 +450,8 @@ class NothingToRun(Rule):
     ``do_train`` defaults to false in transformers. ``llamafactory-cli train`` with none of the three loads the
     model and the dataset, then exits without training, evaluating or predicting, and without an error
     (``train/sft/workflow.py`` runs each phase only ``if training_args.do_*``). The LLaMA-Factory examples all set
-    ``do_train: true``.
+    ``do_train: true``. A run with ``tokenized_path`` is exempt: it tokenizes the dataset and saves it there
+    (``data/loader.py`` ``get_dataset``), which is what a preprocessing-only config is for.
 
     Bad:
 
@@ -466,6 +459,15 @@ class NothingToRun(Rule):
     stage: sft
     finetuning_type: lora
     dataset: alpaca_en_demo
+    ```
+
+    Good:
+
+    ```yaml
+    stage: sft
+    do_train: false
+    dataset: alpaca_en_demo
+    tokenized_path: cache/alpaca_tokenized
     ```
 
     Good:
@@ -484,11 +486,14 @@ class NothingToRun(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         if any(ctx.flag(k) for k in ("do_train", "do_eval", "do_predict", "predict_with_generate")):
             return
-        strategy = ctx.get("eval_strategy")
+        tokenized = ctx.get("tokenized_path")
+        if isinstance(tokenized, str) and tokenized.strip():
+            return  # tokenisation only: data/loader.py `get_dataset` saves the tokenized dataset there, the run's result
+        strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
         if isinstance(strategy, str) and strategy != "no":
             return  # transformers turns do_eval on
         after = "stage" if ctx.has("stage") else None

@@ -17,11 +17,6 @@ from tuner.lint.rule import Finding, Fix, Need, Rule, Severity
 _BF16_KEYS = {"bf16": "fp16", "bf16_full_eval": "fp16_full_eval", "pure_bf16": None}
 
 
-def _trains(ctx: Context) -> bool:
-    """Precision keys are TrainingArguments: only ``llamafactory-cli train`` reads them (KEY001 flags the rest)."""
-    return (ctx.options.command or "train") == "train"
-
-
 def _lacks_bf16(hw: Any) -> bool:
     cc = getattr(hw, "compute_capability", None)
     return not getattr(hw, "bf16", True) or (cc is not None and tuple(cc) < (8, 0))
@@ -76,7 +71,7 @@ class FP16AndBF16(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _trains(ctx):
+        if not ctx.is_train_command:
             return
         hw = ctx.hardware
         for fp16, bf16, what in (("fp16", "bf16", "training"), ("fp16_full_eval", "bf16_full_eval", "full eval")):
@@ -131,7 +126,7 @@ class BF16Unsupported(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _trains(ctx):
+        if not ctx.is_train_command:
             return
         hw = ctx.hardware
         gpu = _hw_name(hw)
@@ -214,7 +209,7 @@ class PureBF16ZeRO3(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not (_trains(ctx) and ctx.flag("pure_bf16") and ctx.zero3):
+        if not (ctx.is_train_command and ctx.flag("pure_bf16") and ctx.zero3):
             return
         if ctx.flag("bf16"):
             fix = remove_key(ctx, "pure_bf16", "remove `pure_bf16` (`bf16` is on)", safe=False)
@@ -239,7 +234,9 @@ class NoMixedPrecision(Rule):
     otherwise. The trainable parameters are then upcast to fp32 (``init_adapter``) and train without autocast:
     with full fine-tuning the whole model computes in fp32, slower and with about twice the activation memory on
     tensor-core GPUs. It is sometimes deliberate; otherwise turn on ``bf16`` (Ampere or newer) or ``fp16``. With
-    ``--hw`` the linter offers the right one. A CPU run (``use_cpu: true``) is not flagged.
+    ``--hw`` the linter offers the right one. A CPU run (``use_cpu: true``) is not flagged, nor a file that
+    writes ``bf16: false`` (or ``fp16: false``): that states the choice; the forgotten setting is the one that
+    is not written at all.
 
     Bad:
 
@@ -267,13 +264,15 @@ class NoMixedPrecision(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         if not ctx.is_training or any(ctx.flag(k) for k in ("bf16", "fp16", "pure_bf16", "use_cpu")):
             return
+        if ctx.has("bf16") or ctx.has("fp16") or ctx.has("pure_bf16"):
+            return  # written and off: fp32 on purpose (a CPU or MPS run, a debugging run, an old GPU)
         hw = ctx.hardware
         fix: Fix | None = None
         if hw is not None:
             key = "fp16" if _lacks_bf16(hw) else "bf16"
             fix = set_key(ctx, key, "true", f"set `{key}: true` ({_hw_name(hw)})", safe=False)
         yield Finding(
-            key="bf16" if ctx.has("bf16") else ("fp16" if ctx.has("fp16") else "do_train"),
+            key="do_train",
             message="no mixed precision: neither `bf16` nor `fp16` is on, so the trainable parameters are upcast to "
             "fp32 and train without autocast (LLaMA-Factory still loads the model in half precision; it logs "
             '"We recommend enable mixed precision training")',
@@ -317,7 +316,7 @@ class FP16OnBF16Model(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         keys = [k for k in ("fp16", "fp16_full_eval") if ctx.flag(k)]
-        if not _trains(ctx) or not keys or _model_dtype(ctx) != "bfloat16":
+        if not ctx.is_train_command or not keys or _model_dtype(ctx) != "bfloat16":
             return
         hw = ctx.hardware
         bf16_ok = hw is not None and not _lacks_bf16(hw)
@@ -401,7 +400,7 @@ class FP16OnFP16UnstableFamily(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not _trains(ctx) or any(ctx.flag(k) for k in ("bf16", "pure_bf16", "use_cpu")):
+        if not ctx.is_train_command or any(ctx.flag(k) for k in ("bf16", "pure_bf16", "use_cpu")):
             return
         arch = getattr(ctx.model, "arch", None)
         model_type = str(getattr(arch, "model_type", "") or "")

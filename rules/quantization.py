@@ -14,13 +14,9 @@ from tuner.config.context import Context
 from tuner.config.schema import type_problem
 from tuner.config.versions import v
 from tuner.lint.fixes import remove_key
-from tuner.lint.rule import Finding, Need, Rule, Severity
+from tuner.lint.rule import Finding, Need, Rule, Severity, lf_stops
 
-from ._lf_common import adapters, env_enabled, int_value, is_train_command, sharded_by
-
-
-def _stops(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
+from ._lf_common import adapters, env_enabled, int_value, sharded_by
 
 
 def _bits(ctx: Context) -> int | None:
@@ -63,7 +59,7 @@ class QuantizationNeedsAdapter(Rule):
                 key="quantization_bit",
                 also=("finetuning_type",),
                 message=f"`quantization_bit` with `finetuning_type: {ctx.finetuning_type}`: "
-                + _stops("Quantization is only compatible with the LoRA or OFT method."),
+                + lf_stops("Quantization is only compatible with the LoRA or OFT method."),
                 hint="use `finetuning_type: lora` (QLoRA), or remove `quantization_bit` to train unquantized",
             )
 
@@ -99,7 +95,7 @@ class QuantizedPissa(Rule):
                 key="pissa_init",
                 also=("quantization_bit",),
                 message="`pissa_init` with `quantization_bit`: "
-                + _stops("Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."),
+                + lf_stops("Please use scripts/pissa_init.py to initialize PiSSA for a quantized model."),
                 hint="run `python scripts/pissa_init.py` on the unquantized model, then train with "
                 "`adapter_name_or_path` pointing at its adapter",
             )
@@ -135,7 +131,7 @@ class QuantizedResizeVocab(Rule):
                 key="resize_vocab",
                 also=("quantization_bit",),
                 message="`resize_vocab` with `quantization_bit`: "
-                + _stops("Cannot resize embedding layers of a quantized model."),
+                + lf_stops("Cannot resize embedding layers of a quantized model."),
                 hint="add the new tokens in an unquantized run, or drop `resize_vocab`",
             )
 
@@ -172,7 +168,7 @@ class QuantizedNewAdapter(Rule):
                 key="create_new_adapter",
                 also=("quantization_bit", "adapter_name_or_path"),
                 message="`create_new_adapter` over `adapter_name_or_path` with `quantization_bit`: "
-                + _stops("Cannot create new adapter upon a quantized model."),
+                + lf_stops("Cannot create new adapter upon a quantized model."),
                 hint="continue training the existing adapter (drop `create_new_adapter`), or merge it into the "
                 "unquantized model first",
             )
@@ -210,7 +206,7 @@ class QuantizedSingleAdapter(Rule):
                 key="adapter_name_or_path",
                 also=("quantization_bit",),
                 message=f"{len(names)} adapters with `quantization_bit`: "
-                + _stops("Quantized model only accepts a single adapter. Merge them first."),
+                + lf_stops("Quantized model only accepts a single adapter. Merge them first."),
                 hint="merge the adapters into the unquantized model with `llamafactory-cli export`, then train on "
                 "the merged model",
             )
@@ -242,14 +238,14 @@ class FP8WithQuantization(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or env_enabled(ctx, "USE_MCA") or env_enabled(ctx, "USE_MEGATRON_BRIDGE"):
+        if not ctx.is_train_command or env_enabled(ctx, "USE_MCA") or env_enabled(ctx, "USE_MEGATRON_BRIDGE"):
             return
         if ctx.flag("fp8") and _quantized(ctx):
             yield Finding(
                 key="fp8",
                 also=("quantization_bit",),
                 message="`fp8: true` with `quantization_bit`: "
-                + _stops("FP8 training is not compatible with quantization. Please disable one of them."),
+                + lf_stops("FP8 training is not compatible with quantization. Please disable one of them."),
                 hint="use FP8 for full-precision weights, or QLoRA without `fp8`",
             )
 
@@ -287,7 +283,7 @@ class DeviceMapAutoTraining(Rule):
                 key="quantization_device_map",
                 also=("do_train",),
                 message="`quantization_device_map: auto` with `do_train: true`: "
-                + _stops("Cannot use device map for quantized models in training."),
+                + lf_stops("Cannot use device map for quantized models in training."),
                 hint="remove `quantization_device_map` (it is for inference); shard training with DeepSpeed or FSDP",
                 fix=remove_key(ctx, "quantization_device_map", "remove `quantization_device_map`"),
             )
@@ -416,7 +412,7 @@ class ShardedQuantization(Rule):
         if bits is None:
             return
         method = _on_the_fly(ctx, _method(ctx))
-        sharded = sharded_by(ctx) if is_train_command(ctx) else None
+        sharded = sharded_by(ctx) if ctx.is_train_command else None
         device_map = ctx.get("quantization_device_map") == "auto" and not ctx.is_training  # training: QUANT007
         where = sharded or ("`quantization_device_map: auto`" if device_map else None)
         if where is None:
@@ -660,4 +656,6 @@ class DoraQuantized(Rule):
             '"DoRA is not compatible with PTQ-quantized models." (for bitsandbytes because its check compares '
             "against `bnb` while transformers reports `bitsandbytes`)",
             hint="drop `use_dora` for QLoRA, or train DoRA without `quantization_bit`",
+            # bitsandbytes is refused only from v0.9.3 on: the finding holds for the release the file is meant for.
+            depends_on_version="llamafactory" if canonical == "bnb" else None,
         )

@@ -12,7 +12,7 @@ from tuner.config.context import Context
 from tuner.config.ranges import BANDS, Band
 from tuner.lint.fixes import set_key
 from tuner.lint.rule import Finding, Rule, Severity
-from tuner.rules._lf_common import command, is_train_command
+from tuner.rules._lf_common import command
 
 #: Commands that generate text with the GeneratingArguments (``llamafactory-cli chat``, ``api``, ...).
 _CHAT_COMMANDS = frozenset({"infer", "chat", "api", "webchat"})
@@ -30,8 +30,8 @@ def _number(ctx: Context, key: str) -> float | None:
 
 
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get("eval_strategy")
-    return is_train_command(ctx) and (
+    strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
+    return ctx.is_train_command and (
         ctx.flag("do_eval") or ctx.flag("do_predict") or (isinstance(strategy, str) and strategy != "no")
     )
 
@@ -53,7 +53,7 @@ def _adam(ctx: Context) -> bool:
 
 def _has_split(ctx: Context) -> bool:
     """``val_size`` is read: there is a ``dataset`` and no ``eval_dataset`` (DSET001/DSET002 otherwise)."""
-    return is_train_command(ctx) and ctx.get("dataset") is not None and ctx.get("eval_dataset") is None
+    return ctx.is_train_command and ctx.get("dataset") is not None and ctx.get("eval_dataset") is None
 
 
 def _split(ctx: Context) -> bool:
@@ -67,12 +67,12 @@ def _val_size_unused(ctx: Context) -> bool:
 
 
 def _generates(ctx: Context) -> bool:
-    return command(ctx) in _CHAT_COMMANDS or (is_train_command(ctx) and ctx.flag("predict_with_generate"))
+    return command(ctx) in _CHAT_COMMANDS or (ctx.is_train_command and ctx.flag("predict_with_generate"))
 
 
 def _huggingface_backend(ctx: Context) -> bool:
     """SFT prediction always generates with transformers; chat uses ``infer_backend``."""
-    return is_train_command(ctx) or ctx.get("infer_backend") in (None, "huggingface")
+    return ctx.is_train_command or ctx.get("infer_backend") in (None, "huggingface")
 
 
 def _stage_in(*stages: str) -> Callable[[Context], bool]:
@@ -81,22 +81,22 @@ def _stage_in(*stages: str) -> Callable[[Context], bool]:
 
 WHEN: dict[str, Callable[[Context], bool]] = {
     "train": lambda ctx: ctx.is_training,
-    "train_command": is_train_command,
+    "train_command": lambda ctx: ctx.is_train_command,
     "evaluates": _evaluates,
     "epochs": _epochs,
     "logging_steps": _strategy_is("logging_strategy", "steps"),
     "eval_steps": _strategy_is("eval_strategy", "steps"),
     "save_steps": _strategy_is("save_strategy", "steps"),
     "saves": lambda ctx: ctx.is_training and ctx.get("save_strategy") != "no",
-    "workers": lambda ctx: is_train_command(ctx) and (_number(ctx, "dataloader_num_workers") or 0) > 0,
+    "workers": lambda ctx: ctx.is_train_command and (_number(ctx, "dataloader_num_workers") or 0) > 0,
     "adam": _adam,
     "seeded": lambda ctx: command(ctx) in ("train", "eval"),
     "profiler": lambda ctx: ctx.is_training and ctx.flag("enable_torch_profiler"),
-    "packing": lambda ctx: is_train_command(ctx) and ctx.packing,
+    "packing": lambda ctx: ctx.is_train_command and ctx.packing,
     "has_split": _has_split,
     "split": _split,
     "val_size_unused": _val_size_unused,
-    "not_streaming": lambda ctx: is_train_command(ctx) and not ctx.flag("streaming"),
+    "not_streaming": lambda ctx: ctx.is_train_command and not ctx.flag("streaming"),
     "loraplus": lambda ctx: ctx.is_training and ctx.finetuning_type == "lora" and ctx.get("loraplus_lr_ratio") is not None,
     "preference": _stage_in("dpo", "kto"),
     "dpo": _stage_in("dpo"),
@@ -111,7 +111,7 @@ WHEN: dict[str, Callable[[Context], bool]] = {
     "generates_hf": lambda ctx: _generates(ctx) and _huggingface_backend(ctx),
     "samples": lambda ctx: _generates(ctx) and ctx.flag("do_sample"),
     "samples_hf": lambda ctx: _generates(ctx) and ctx.flag("do_sample") and _huggingface_backend(ctx),
-    "predict_samples": lambda ctx: is_train_command(ctx) and ctx.flag("predict_with_generate") and ctx.flag("do_sample"),
+    "predict_samples": lambda ctx: ctx.is_train_command and ctx.flag("predict_with_generate") and ctx.flag("do_sample"),
     "vllm": lambda ctx: command(ctx) in _CHAT_COMMANDS and ctx.get("infer_backend") == "vllm",
     "eval_command": lambda ctx: command(ctx) == "eval",
     "export": lambda ctx: command(ctx) == "export",

@@ -18,7 +18,7 @@ from tuner.config.context import Context
 from tuner.lint.fixes import replace_value, set_key
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity
 
-from ._lf_common import is_train_command, keys_text, report_to
+from ._lf_common import keys_text, report_to
 
 
 def _string_value(text: str) -> str:
@@ -534,7 +534,7 @@ class EvalQuantized(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         evaluates = ctx.flag("do_eval") or ctx.flag("do_predict")
-        if is_train_command(ctx) and not ctx.flag("do_train") and evaluates and ctx.get("quantization_bit") is not None:
+        if ctx.is_train_command and not ctx.flag("do_train") and evaluates and ctx.get("quantization_bit") is not None:
             yield Finding(
                 key="quantization_bit",
                 message="evaluating a 4/8-bit model: scores may be lower than the unquantized model's",
@@ -572,7 +572,7 @@ class DPOEvalRefModel(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.flag("do_train") or ctx.stage != "dpo" or not ctx.flag("do_eval"):
+        if not ctx.is_train_command or ctx.flag("do_train") or ctx.stage != "dpo" or not ctx.flag("do_eval"):
             return
         if ctx.get("pref_loss") in ("orpo", "simpo") or ctx.get("ref_model") is not None:
             return
@@ -611,7 +611,7 @@ class OverriddenTrainingArgs(Rule):
     severity = Severity.INFO
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         if ctx.get("remove_unused_columns") is True and ctx.has("remove_unused_columns"):
             yield Finding(
@@ -656,7 +656,7 @@ class SwanlabReportTo(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         loggers, _ = report_to(ctx)
-        if is_train_command(ctx) and "swanlab" in loggers and ctx.flag("use_swanlab"):
+        if ctx.is_train_command and "swanlab" in loggers and ctx.flag("use_swanlab"):
             yield Finding(
                 key="report_to",
                 also=("use_swanlab",),
@@ -693,7 +693,7 @@ class ResumeDroppedRmPpo(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage not in ("rm", "ppo") or ctx.finetuning_type not in ("full", "freeze"):
+        if not ctx.is_train_command or ctx.stage not in ("rm", "ppo") or ctx.finetuning_type not in ("full", "freeze"):
             return
         if ctx.get("resume_from_checkpoint") not in (None, ""):
             yield Finding(
@@ -734,7 +734,7 @@ class ResumeRmLora(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "rm" or ctx.finetuning_type != "lora":
+        if not ctx.is_train_command or ctx.stage != "rm" or ctx.finetuning_type != "lora":
             return
         ckpt = ctx.get("resume_from_checkpoint")
         if ckpt in (None, "") or not isinstance(ckpt, str):
@@ -775,7 +775,7 @@ class PackingIgnored(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.get("packing") is True and ctx.stage in ("rm", "dpo", "kto", "ppo"):
+        if ctx.is_train_command and ctx.get("packing") is True and ctx.stage in ("rm", "dpo", "kto", "ppo"):
             yield Finding(
                 key="packing",
                 also=("stage",),
@@ -856,7 +856,7 @@ class KTReentrantGC(Rule):
     severity = Severity.INFO
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("use_kt") or ctx.flag("disable_gradient_checkpointing"):
+        if not ctx.is_train_command or not ctx.flag("use_kt") or ctx.flag("disable_gradient_checkpointing"):
             return
         if ctx.has("use_reentrant_gc") and ctx.get("use_reentrant_gc") is True:
             yield Finding(

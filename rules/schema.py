@@ -16,6 +16,8 @@ from tuner.config.context import Context
 from tuner.lint.fixes import rename_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity, SkipRule
 
+from ._lf_common import STAGE_ONLY_KEYS
+
 
 class UnknownKey(Rule):
     """A key that LLaMA-Factory's argument parser does not know.
@@ -261,6 +263,8 @@ class WrongType(Rule):
             spec = ctx.schema.accepted(key, ctx.options.command, target)
             if spec is None:
                 continue
+            if value is None and ctx.stage not in STAGE_ONLY_KEYS.get(key, (ctx.stage,)):
+                continue  # a null that this stage's workflow never reads (`pref_beta: null` in SFT) breaks nothing
             entry = ctx.doc.entry(key)
             raw = ctx.doc.text[entry.value_span.start.offset : entry.value_span.end.offset] if entry else None
             problem = value_problem(spec, value, target, raw=raw, datasets=datasets)
@@ -278,6 +282,8 @@ class WrongType(Rule):
                 fix = replace_value(ctx, key, str(problem.fixed), f"write `{key}` as an integer", safe=True)
             elif kind == "bool" and problem.fixed is False:
                 fix = replace_value(ctx, key, "false", f"write `{key}: false`", safe=True)
+            elif isinstance(value, bool) and isinstance(problem.fixed, str):
+                fix = replace_value(ctx, key, problem.fixed, f"quote it: `{key}: {problem.fixed}`", safe=True)
             elif isinstance(value, str) and isinstance(problem.fixed, str):
                 fix = replace_value(ctx, key, yaml_scalar(problem.fixed), f"set `{key}: {problem.fixed}`", safe=False)
             hint = (

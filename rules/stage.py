@@ -11,15 +11,11 @@ from collections.abc import Iterator
 
 from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, set_key, yaml_scalar
-from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity
+from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity, lf_stops
 
-from ._lf_common import adapters, is_train_command, keys_text, report_to, val_size
+from ._lf_common import STAGE_ONLY_KEYS, adapters, keys_text, report_to, val_size
 
 _PPO_LOGGERS = ("wandb", "tensorboard", "trackio", "none")
-
-
-def _stops(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
 class PPONeedsRewardModel(Rule):
@@ -56,7 +52,7 @@ class PPONeedsRewardModel(Rule):
             yield Finding(
                 key="reward_model",
                 also=("stage",),
-                message="`stage: ppo` needs `reward_model`: " + _stops("`reward_model` is necessary for PPO training."),
+                message="`stage: ppo` needs `reward_model`: " + lf_stops("`reward_model` is necessary for PPO training."),
                 hint="train a reward model with `stage: rm` first and set `reward_model` to its output directory",
             )
 
@@ -98,7 +94,7 @@ class PPORewardModelType(Rule):
             also=("finetuning_type", "stage"),
             message=f"`finetuning_type: {ctx.finetuning_type}` PPO with `reward_model_type: lora`"
             f"{'' if ctx.has('reward_model_type') else ' (the default)'}: "
-            + _stops("`reward_model_type` cannot be lora for Freeze/Full PPO training."),
+            + lf_stops("`reward_model_type` cannot be lora for Freeze/Full PPO training."),
             hint="merge the reward model and set `reward_model_type: full` (or `api` for a reward server), "
             "or train the policy with `finetuning_type: lora`",
         )
@@ -183,7 +179,7 @@ class DPOLabelSmoothing(Rule):
             key="dpo_label_smoothing",
             also=("pref_loss",),
             message=f"`dpo_label_smoothing: {smoothing:g}` with `pref_loss: {loss}`: "
-            + _stops("`dpo_label_smoothing` is only valid for sigmoid loss function."),
+            + lf_stops("`dpo_label_smoothing` is only valid for sigmoid loss function."),
             hint="remove `dpo_label_smoothing`, or use `pref_loss: sigmoid`",
             fix=remove_key(ctx, "dpo_label_smoothing", "remove `dpo_label_smoothing`", safe=False),
         )
@@ -218,7 +214,7 @@ class SFTOnlyOptions(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage == "sft":
+        if not ctx.is_train_command or ctx.stage == "sft":
             return
         for key in ("predict_with_generate", "neat_packing", "train_on_prompt", "mask_history"):
             if not ctx.flag(key):
@@ -230,7 +226,7 @@ class SFTOnlyOptions(Rule):
             yield Finding(
                 key=key,
                 also=("stage",),
-                message=f"`{key}: true` with `stage: {ctx.stage}`: " + _stops(f"{text} cannot be set as True except SFT."),
+                message=f"`{key}: true` with `stage: {ctx.stage}`: " + lf_stops(f"{text} cannot be set as True except SFT."),
                 hint=hint,
                 fix=remove_key(ctx, key, f"remove `{key}`", safe=False),
             )
@@ -266,7 +262,7 @@ class SFTPredictNeedsGenerate(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "sft" or not ctx.flag("do_predict"):
+        if not ctx.is_train_command or ctx.stage != "sft" or not ctx.flag("do_predict"):
             return
         if ctx.flag("predict_with_generate"):
             return
@@ -277,7 +273,7 @@ class SFTPredictNeedsGenerate(Rule):
             key="do_predict",
             also=("predict_with_generate",),
             message="`do_predict: true` without `predict_with_generate: true`: "
-            + _stops("Please enable `predict_with_generate` to save model predictions."),
+            + lf_stops("Please enable `predict_with_generate` to save model predictions."),
             hint="set `predict_with_generate: true`",
             fix=fix,
         )
@@ -311,12 +307,12 @@ class LoadBestModelRmPpo(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.stage in ("rm", "ppo") and ctx.flag("load_best_model_at_end"):
+        if ctx.is_train_command and ctx.stage in ("rm", "ppo") and ctx.flag("load_best_model_at_end"):
             yield Finding(
                 key="load_best_model_at_end",
                 also=("stage",),
                 message=f"`load_best_model_at_end` with `stage: {ctx.stage}`: "
-                + _stops("RM and PPO stages do not support `load_best_model_at_end`."),
+                + lf_stops("RM and PPO stages do not support `load_best_model_at_end`."),
                 hint="remove `load_best_model_at_end` and pick the checkpoint from the evaluation logs",
                 fix=remove_key(ctx, "load_best_model_at_end", "remove `load_best_model_at_end`", safe=False),
             )
@@ -350,7 +346,7 @@ class PPONeedsDoTrain(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "ppo" or ctx.flag("do_train"):
+        if not ctx.is_train_command or ctx.stage != "ppo" or ctx.flag("do_train"):
             return
         # Adding a forgotten `do_train` is what the user meant; flipping an explicit `false` is not ours to decide.
         fix = None
@@ -360,7 +356,7 @@ class PPONeedsDoTrain(Rule):
             key="do_train",
             also=("stage",),
             message="`stage: ppo` without `do_train: true`: "
-            + _stops("PPO training does not support evaluation, use the SFT stage to evaluate models."),
+            + lf_stops("PPO training does not support evaluation, use the SFT stage to evaluate models."),
             hint="set `do_train: true`; evaluate the PPO model with `stage: sft` and `do_eval`/`do_predict`",
             fix=fix,
         )
@@ -393,11 +389,11 @@ class PPOShiftAttn(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.stage == "ppo" and ctx.flag("shift_attn"):
+        if ctx.is_train_command and ctx.stage == "ppo" and ctx.flag("shift_attn"):
             yield Finding(
                 key="shift_attn",
                 also=("stage",),
-                message="`shift_attn: true` with `stage: ppo`: " + _stops("PPO training is incompatible with S^2-Attn."),
+                message="`shift_attn: true` with `stage: ppo`: " + lf_stops("PPO training is incompatible with S^2-Attn."),
                 hint="remove `shift_attn`",
                 fix=remove_key(ctx, "shift_attn", "remove `shift_attn`", safe=False),
             )
@@ -432,7 +428,7 @@ class PPOLoraRewardBackend(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "ppo" or ctx.get("reward_model_type") != "lora":
+        if not ctx.is_train_command or ctx.stage != "ppo" or ctx.get("reward_model_type") != "lora":
             return
         for key, backend in (("use_kt", "KTransformers"), ("use_unsloth", "Unsloth")):
             if ctx.flag(key):
@@ -440,7 +436,7 @@ class PPOLoraRewardBackend(Rule):
                     key=key,
                     also=("reward_model_type", "stage"),
                     message=f"`{key}: true` with a LoRA reward model (`reward_model_type: lora`): "
-                    + _stops(f"{backend} does not support lora reward model."),
+                    + lf_stops(f"{backend} does not support lora reward model."),
                     hint="merge the reward model and use `reward_model_type: full`, or turn off "
                     f"`{key}` for PPO",
                 )
@@ -485,7 +481,7 @@ class PPOReportTo(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "ppo":
+        if not ctx.is_train_command or ctx.stage != "ppo":
             return
         loggers, everything = report_to(ctx)
         bad = [name for name in loggers if name not in _PPO_LOGGERS and "," not in name]  # TRAIN008: "a,b" strings
@@ -493,7 +489,7 @@ class PPOReportTo(Rule):
             yield Finding(
                 key="report_to",
                 message=f"`report_to` names {keys_text(bad)} with `stage: ppo`: "
-                + _stops("PPO only accepts wandb, tensorboard, or trackio logger."),
+                + lf_stops("PPO only accepts wandb, tensorboard, or trackio logger."),
                 hint="use only `wandb`, `tensorboard` or `trackio` (or `none`)",
             )
         elif everything:
@@ -540,7 +536,7 @@ class PPOEvalData(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "ppo":
+        if not ctx.is_train_command or ctx.stage != "ppo":
             return
         for key in ("eval_dataset", "val_size"):
             if (key == "eval_dataset" and ctx.get(key) is not None) or (key == "val_size" and val_size(ctx) > 1e-6):
@@ -582,7 +578,7 @@ class PPOResume(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.stage != "ppo" or ctx.finetuning_type not in ("lora", "oft"):
+        if not ctx.is_train_command or ctx.stage != "ppo" or ctx.finetuning_type not in ("lora", "oft"):
             return
         if ctx.get("resume_from_checkpoint") not in (None, ""):
             yield Finding(
@@ -625,12 +621,12 @@ class PredictWithGenerateZero3(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.flag("predict_with_generate") and ctx.zero3:
+        if ctx.is_train_command and ctx.flag("predict_with_generate") and ctx.zero3:
             yield Finding(
                 key="predict_with_generate",
                 also=("deepspeed",),
                 message="`predict_with_generate` under DeepSpeed ZeRO-3: "
-                + _stops("`predict_with_generate` is incompatible with DeepSpeed ZeRO-3."),
+                + lf_stops("`predict_with_generate` is incompatible with DeepSpeed ZeRO-3."),
                 hint="predict in a separate run without DeepSpeed (or with ZeRO-2), or use `scripts/vllm_infer.py`",
             )
 
@@ -662,37 +658,16 @@ class PredictWithGenerateAccuracy(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.flag("predict_with_generate") and ctx.flag("compute_accuracy"):
+        if ctx.is_train_command and ctx.flag("predict_with_generate") and ctx.flag("compute_accuracy"):
             yield Finding(
                 key="compute_accuracy",
                 also=("predict_with_generate",),
                 message="`predict_with_generate` with `compute_accuracy`: "
-                + _stops("Cannot use `predict_with_generate` and `compute_accuracy` together."),
+                + lf_stops("Cannot use `predict_with_generate` and `compute_accuracy` together."),
                 hint="use `compute_accuracy` for evaluation runs and `predict_with_generate` for prediction runs",
             )
 
 
-#: Keys only one workflow reads, and the stages that read them (``train/{dpo,kto,ppo}/``).
-_STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "pref_beta": ("dpo", "kto"),
-    "pref_ftx": ("dpo", "kto"),
-    "pref_loss": ("dpo",),
-    "pref_bco_weight": ("dpo",),
-    "dpo_label_smoothing": ("dpo",),
-    "simpo_gamma": ("dpo",),
-    "ld_alpha": ("dpo",),
-    "kto_chosen_weight": ("kto",),
-    "kto_rejected_weight": ("kto",),
-    "ppo_buffer_size": ("ppo",),
-    "ppo_epochs": ("ppo",),
-    "ppo_score_norm": ("ppo",),
-    "ppo_target": ("ppo",),
-    "ppo_whiten_rewards": ("ppo",),
-    "reward_model": ("ppo",),
-    "reward_model_adapters": ("ppo",),
-    "reward_model_quantization_bit": ("ppo",),
-    "reward_model_type": ("ppo",),
-}
 
 
 class StageKeysIgnored(Rule):
@@ -725,12 +700,12 @@ class StageKeysIgnored(Rule):
     severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         stage = ctx.stage
-        for key, stages in _STAGE_KEYS.items():
-            if not ctx.has(key) or stage in stages:
-                continue
+        for key, stages in STAGE_ONLY_KEYS.items():
+            if not ctx.has(key) or ctx.data.get(key) is None or stage in stages:
+                continue  # unset, or `null` (what a file listing the defaults writes): no intent is lost
             where = " or ".join(f"`stage: {s}`" for s in stages)
             implicit = "" if ctx.has("stage") else " (`stage` is unset, so it is `sft`)"
             yield Finding(
@@ -793,7 +768,7 @@ def _adapters_mergeable(ctx: Context) -> bool:
     KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""
     if ctx.get("quantization_bit") is not None or ctx.flag("use_unsloth") or ctx.flag("use_kt"):
         return False
-    return not (is_train_command(ctx) and ctx.zero3)
+    return not (ctx.is_train_command and ctx.zero3)
 
 
 class ReferenceIsBaseModel(Rule):

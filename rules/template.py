@@ -14,7 +14,7 @@ from pathlib import PurePath
 from typing import NamedTuple
 
 from tuner.config.context import Context
-from tuner.config.versions import v
+from tuner.config.versions import label, v
 from tuner.lint.fixes import insert_key, remove_key, replace_value, yaml_scalar
 from tuner.lint.rule import Finding, Rule, Severity
 
@@ -52,6 +52,12 @@ def _templates() -> dict[str, tuple[bool, bool, str]]:
     from tuner.config._templates_data import TEMPLATES
 
     return TEMPLATES
+
+
+def _template_releases() -> dict[str, tuple[int, ...]]:
+    from tuner.config._template_history import TEMPLATE_RELEASES
+
+    return TEMPLATE_RELEASES
 
 
 def _stop_words(name: str) -> tuple[tuple[str, ...], bool]:
@@ -163,8 +169,14 @@ def _model_spec(ctx: Context) -> str | None:
 
 
 def _model(ctx: Context) -> HubModel | None:
+    """The model in LLaMA-Factory's table, with the template the target release registers for it."""
     spec = _model_spec(ctx)
-    return ctx.cached("template.hub_model", lambda: lookup_model(spec)) if spec else None
+
+    def find() -> HubModel | None:
+        model = lookup_model(spec) if spec else None
+        return model._replace(template=registered_template(ctx, model)) if model is not None else None
+
+    return ctx.cached("template.hub_model", find) if spec else None
 
 
 def _template_name(ctx: Context) -> str | None:
@@ -204,6 +216,57 @@ def _uses_template(ctx: Context) -> bool:
     return ctx.stage != "pt"
 
 
+# -- the releases a template or a model registration belongs to ------------------------------------------------
+def _release_index(ctx: Context) -> int | None:
+    """Index into ``_template_history.RELEASES`` of the release the target LLaMA-Factory runs."""
+    from tuner.config._template_history import RELEASES
+    from tuner.config.versions import release_of
+
+    release = str(release_of(ctx.lf))
+    return RELEASES.index(release) if release in RELEASES else None
+
+
+def _releases_text(indices: tuple[int, ...]) -> str:
+    """``0.8.0-0.9.4`` for a run of consecutive releases, else the releases listed."""
+    from tuner.config._template_history import RELEASES
+    from tuner.config.versions import label, v
+
+    names = [label(v(RELEASES[i])) for i in indices]
+    if len(indices) > 1 and indices == tuple(range(indices[0], indices[-1] + 1)):
+        return f"{names[0]}-{names[-1]}"
+    return ", ".join(names)
+
+
+def registered_releases(name: str) -> tuple[int, ...]:
+    """The releases (indices) whose ``data/template.py`` registers ``name``; empty when none does."""
+    from tuner.config._template_history import TEMPLATE_RELEASES
+
+    return TEMPLATE_RELEASES.get(name, ())
+
+
+def registered_template(ctx: Context, model: HubModel) -> str | None:
+    """The template the target release registers for the model's group (``extras/constants.py``)."""
+    from tuner.config._template_history import HUB_HISTORY
+
+    index = _release_index(ctx)
+    for template, indices in HUB_HISTORY.get(model.hub_id.lower(), ()):
+        if index in indices:
+            return template
+    return model.template
+
+
+def _earlier_registration(ctx: Context, name: str, model: HubModel) -> tuple[int, ...]:
+    """The other releases that register ``template: name`` for this model's group (empty when none does):
+    then the template is right for the file if it is meant for one of them."""
+    from tuner.config._template_history import HUB_HISTORY
+
+    index = _release_index(ctx)
+    for template, indices in HUB_HISTORY.get(model.hub_id.lower(), ()):
+        if template == name and index not in indices:
+            return indices
+    return ()
+
+
 class UnknownTemplate(Rule):
     """``template`` is not a template LLaMA-Factory registers.
 
@@ -234,9 +297,26 @@ class UnknownTemplate(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
-        templates = _templates()
-        if name is None or name in templates:
+        if name is None:
             return
+        index = _release_index(ctx)
+        releases = registered_releases(name)
+        if index in releases or (not releases and name in _templates()):
+            return
+        target = label(ctx.lf)
+        if releases:
+            # Registered by other releases: right or wrong depends on the release the file is meant for.
+            yield Finding(
+                key="template",
+                message=f"`template: {name}` is not registered in LLaMA-Factory {target} (it is in "
+                f"{_releases_text(releases)}): that release stops after loading the model "
+                f'("Template {name} does not exist.")',
+                hint="state the release the run uses (`--target-llamafactory`); for this one pick another "
+                "template (see `data/template.py` of that release)",
+                depends_on_version="llamafactory",
+            )
+            return
+        templates = {t for t, idx in _template_releases().items() if index in idx} or set(_templates())
         norm = _normalise(name)
         fix = None
         suggestions: list[str] = []
@@ -408,7 +488,7 @@ class ReasoningTemplateOnInstruct(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
         info = template_info(name) if name else None
-        if name is None or info is None or not info.reasoning or not _uses_template(ctx):
+        if name is None or info is None or not info.reasoning or not _uses_template(ctx) or not ctx.is_train_command:
             return
         variant = _nothink(name)
         if variant is None:
@@ -494,24 +574,40 @@ class TemplateModelMismatch(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
-        if name is None or template_info(name) is None:
+        if name is None or template_info(name) is None or not ctx.is_train_command:
             return
         model = _model(ctx)
         if model is None or not model.template or model.template not in _templates():
             return
+        reg = model.template
         if not _uses_template(ctx):
             yield from self._pretraining(ctx, name, model)
             return
         if not model.chat:
             yield from self._base(ctx, name, model)
             return
-        reg = model.template
         if name == reg or _base_name(name) == _base_name(reg):
             return  # identical, or the reasoning/_nothink choice (TMPL004)
         fix = replace_value(ctx, "template", reg, f"set `template: {reg}`", safe=False)
         hint = (
             f"use `template: {reg}` (what LLaMA-Factory registers for {model.hub_id}), and the same one for inference"
         )
+        earlier = _earlier_registration(ctx, name, model)
+        if earlier:
+            # LLaMA-Factory registered this model with `name` in other releases (Gemma-2 with `gemma` before
+            # v0.9.4): right for a file meant for one of them.
+            yield Finding(
+                key="template",
+                also=("model_name_or_path",),
+                severity=Severity.WARNING,
+                message=f"`template: {name}` is what LLaMA-Factory {_releases_text(earlier)} registers for "
+                f"{model.hub_id}; {label(ctx.lf)} registers `{reg}`",
+                hint=f"state the release the run uses (`--target-llamafactory`); on {label(ctx.lf)} use "
+                f"`template: {reg}`",
+                fix=fix,
+                depends_on_version="llamafactory",
+            )
+            return
         if name in GENERIC:
             yield Finding(
                 key="template",
@@ -647,6 +743,8 @@ class ChatTemplateOnBaseModel(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
         if name is None or name in GENERIC or template_info(name) is None or not _uses_template(ctx):
+            return
+        if not ctx.is_train_command:
             return
         model = _model(ctx)
         if model is None or model.chat or model.multimodal:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tuner.config.context import Context
 from tuner.lint.fixes import remove_key, set_key
-from tuner.lint.rule import Finding, Rule, Severity
+from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 
 from tuner.config.versions import v
 
@@ -28,7 +28,6 @@ from ._lf_common import (
     env_enabled,
     fsdp_enabled,
     int_value,
-    is_train_command,
     keys_text,
     resolve_dir,
 )
@@ -39,7 +38,12 @@ def _rejects(text: str) -> str:
 
 
 def _strategy(ctx: Context, key: str) -> str | None:
+    """A strategy's value; ``eval_strategy`` falls back to its old name ``evaluation_strategy``, which the
+    transformers releases that accept it copy into ``eval_strategy`` in ``TrainingArguments.__post_init__``
+    (where it is not accepted, KEY002 reports the name)."""
     v = ctx.get(key)
+    if key == "eval_strategy" and not ctx.has(key) and ctx.has("evaluation_strategy"):
+        v = ctx.get("evaluation_strategy")
     return v if isinstance(v, str) else None
 
 
@@ -77,7 +81,7 @@ class EvalStepsRequired(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         logging_steps = _steps(ctx, "logging_steps")
         eval_steps = _steps(ctx, "eval_steps")
@@ -127,7 +131,7 @@ class StepsMustBeIntegers(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         for key, strategy in (("logging_steps", "logging_strategy"), ("eval_steps", "eval_strategy"), ("save_steps", "save_strategy")):
             v = _steps(ctx, key)
@@ -177,7 +181,7 @@ class LoadBestModelStrategies(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("load_best_model_at_end"):
+        if not ctx.is_train_command or not ctx.flag("load_best_model_at_end"):
             return
         ev, sv = _strategy(ctx, "eval_strategy"), _strategy(ctx, "save_strategy")
         if ev is None or sv is None or sv == "best":
@@ -240,7 +244,7 @@ class SchedulerNeedsEval(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         sched = ctx.get("lr_scheduler_type")
         needs_eval = {"reduce_lr_on_plateau"} | ({"greedy"} if ctx.options.transformers_major >= 5 else set())
@@ -283,7 +287,7 @@ class PrefetchNeedsWorkers(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.get("dataloader_prefetch_factor") is None:
+        if not ctx.is_train_command or ctx.get("dataloader_prefetch_factor") is None:
             return
         if int_value(ctx, "dataloader_num_workers") == 0:
             yield Finding(
@@ -334,7 +338,7 @@ class FSDPOptions(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         opts = _fsdp_options(ctx.get("fsdp"))
         if opts == ["offload"]:
@@ -380,7 +384,7 @@ class EmptyCacheSteps(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         v = int_value(ctx, "torch_empty_cache_steps")
-        if is_train_command(ctx) and v is not None and v <= 0:
+        if ctx.is_train_command and v is not None and v <= 0:
             yield Finding(
                 key="torch_empty_cache_steps",
                 message=f"`torch_empty_cache_steps: {v}`: "
@@ -418,7 +422,7 @@ class ReportToUnknown(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         v = ctx.get("report_to")
         known = INTEGRATIONS_5 if ctx.options.transformers_major >= 5 else INTEGRATIONS_4
@@ -652,8 +656,15 @@ class EvalSaveDirExists(Rule):
 
 
 def _megatron_bridge(ctx: Context) -> bool:
-    """``USE_MEGATRON_BRIDGE=1`` selects the Megatron Bridge parser (``USE_MCA=1`` takes precedence over it)."""
-    return is_train_command(ctx) and env_enabled(ctx, "USE_MEGATRON_BRIDGE") and not env_enabled(ctx, "USE_MCA")
+    """``USE_MEGATRON_BRIDGE=1`` selects the Megatron Bridge parser (``USE_MCA=1`` takes precedence over it).
+
+    The parser exists only after v0.9.5 (the 0.9.6 development head); earlier releases ignore the variable."""
+    return (
+        ctx.lf > v("0.9.5")
+        and ctx.is_train_command
+        and env_enabled(ctx, "USE_MEGATRON_BRIDGE")
+        and not env_enabled(ctx, "USE_MCA")
+    )
 
 
 _MB_SIZES = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "expert_model_parallel_size",
@@ -670,12 +681,13 @@ class MegatronBridgeArgs(Rule):
 
     With ``USE_MEGATRON_BRIDGE=1`` the parallel sizes must be at least 1, ``sequence_parallel`` needs tensor
     parallelism, the recompute and MoE dispatcher settings have fixed choices, and an ``extra_config`` file must
-    exist (LLaMA-Factory ``src/llamafactory/hparams/megatron_bridge_args.py``). Checked only when the environment
-    (``--env`` or the shell) sets ``USE_MEGATRON_BRIDGE``.
+    exist (LLaMA-Factory ``src/llamafactory/hparams/megatron_bridge_args.py``, after v0.9.5). Checked only for a
+    target after 0.9.5 and when the environment (``--env`` or the shell) sets ``USE_MEGATRON_BRIDGE``.
 
     Bad:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     # env: USE_MEGATRON_BRIDGE=1
     finetuning_type: full
     sequence_parallel: true
@@ -685,6 +697,7 @@ class MegatronBridgeArgs(Rule):
     Good:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     # env: USE_MEGATRON_BRIDGE=1
     finetuning_type: full
     sequence_parallel: true
@@ -705,7 +718,7 @@ class MegatronBridgeArgs(Rule):
                 when = " when set" if key in ("virtual_pipeline_model_parallel_size", "recompute_num_layers") else ""
                 yield Finding(
                     key=key,
-                    message=f"`{key}: {v}`: " + _stops_lf(f"`{key}` must be >= 1{when}."),
+                    message=f"`{key}: {v}`: " + lf_stops(f"`{key}` must be >= 1{when}."),
                     hint=f"use a positive `{key}`" + (", or remove it" if when else " (1 means no parallelism)"),
                 )
         tp = int_value(ctx, "tensor_model_parallel_size")
@@ -714,7 +727,7 @@ class MegatronBridgeArgs(Rule):
                 key="sequence_parallel",
                 also=("tensor_model_parallel_size",),
                 message="`sequence_parallel` without tensor parallelism: "
-                + _stops_lf("`sequence_parallel` requires `tensor_model_parallel_size` > 1."),
+                + lf_stops("`sequence_parallel` requires `tensor_model_parallel_size` > 1."),
                 hint="set `tensor_model_parallel_size` to 2 or more, or turn `sequence_parallel` off",
             )
         for key, choices in _MB_CHOICES.items():
@@ -749,6 +762,7 @@ class MegatronBridgeCompat(Rule):
     Bad:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     # env: USE_MEGATRON_BRIDGE=1
     stage: dpo
     finetuning_type: full
@@ -757,6 +771,7 @@ class MegatronBridgeCompat(Rule):
     Good:
 
     ```yaml
+    # cfglint --target-llamafactory 0.9.6
     # env: USE_MEGATRON_BRIDGE=1
     stage: sft
     finetuning_type: full
@@ -790,7 +805,7 @@ class MegatronBridgeCompat(Rule):
         for key, text, hint in problems:
             value = ctx.get(key)
             shown = f"`{key}: {value}`" if isinstance(value, str) else f"`{key}`"
-            yield Finding(key=key, message=f"{shown} with Megatron Bridge: " + _stops_lf(text), hint=hint)
+            yield Finding(key=key, message=f"{shown} with Megatron Bridge: " + lf_stops(text), hint=hint)
         if ctx.gpus is None:
             return
         sizes = [int_value(ctx, k) for k in _MB_SIZES]
@@ -804,13 +819,9 @@ class MegatronBridgeCompat(Rule):
             yield Finding(
                 key=next((k for k in _MB_SIZES if ctx.has(k)), "tensor_model_parallel_size"),
                 also=_MB_SIZES,
-                message=f"TP × PP × EP × CP = {product} with {world} GPUs: " + _stops_lf(text),
+                message=f"TP × PP × EP × CP = {product} with {world} GPUs: " + lf_stops(text),
                 hint=f"choose parallel sizes whose product divides {world}",
             )
-
-
-def _stops_lf(text: str) -> str:
-    return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
 # -- transformers' Trainer set-up: refusals that depend only on the arguments --------------------------------------
@@ -922,7 +933,7 @@ class SaveOnlyModelLoadBest(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.flag("save_only_model"):
+        if not ctx.is_train_command or not ctx.flag("save_only_model"):
             return
         if fsdp_enabled(ctx) and "SHARDED_STATE_DICT" in str(ctx.options.env.get("FSDP_STATE_DICT_TYPE", "")).upper():
             yield Finding(
@@ -989,7 +1000,7 @@ class SaveStrategyBest(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.get("save_strategy") != "best":
+        if not ctx.is_train_command or ctx.get("save_strategy") != "best":
             return
         if _metric_for_best_model(ctx) is None:
             yield Finding(
@@ -1044,7 +1055,7 @@ class AutoFindBatchSizeZero3(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if is_train_command(ctx) and ctx.flag("auto_find_batch_size") and ctx.zero3:
+        if ctx.is_train_command and ctx.flag("auto_find_batch_size") and ctx.zero3:
             yield Finding(
                 key="auto_find_batch_size",
                 also=("deepspeed",),
@@ -1085,7 +1096,7 @@ class FSDPLaunch(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or not ctx.fsdp:
+        if not ctx.is_train_command or not ctx.fsdp:
             return
         if ctx.get("deepspeed") not in (None, ""):
             yield Finding(
@@ -1138,7 +1149,7 @@ class FSDPConfigConflicts(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         cfg = _fsdp_config(ctx)
         where = "fsdp_config" if ctx.has("fsdp_config") else None
@@ -1282,7 +1293,7 @@ class AcceleratorGradAccumSteps(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         config = _dict_arg(ctx, "accelerator_config") or {}
         unknown = [str(k) for k in config if k not in _ACCELERATOR_CONFIG_FIELDS]
@@ -1683,7 +1694,7 @@ class ApexBF16(Rule):
     fixable = "safe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx) or ctx.transformers >= v("5.0"):
+        if not ctx.is_train_command or ctx.transformers >= v("5.0"):
             return
         if ctx.flag("bf16") and ctx.get("half_precision_backend") == "apex":
             yield Finding(
@@ -1789,7 +1800,7 @@ class DictArgumentText(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if not is_train_command(ctx):
+        if not ctx.is_train_command:
             return
         for key in _DICT_ARGS:
             value = ctx.get(key)

@@ -101,11 +101,14 @@ def test_a_real_file_at_the_bundled_path_wins(tmp_path: Path) -> None:
 
 
 # -- a deepspeed path that does not resolve ----------------------------------------------------------------
-def test_unresolved_deepspeed_is_one_warning_and_linting_goes_on(tmp_path: Path) -> None:
+def test_unresolved_deepspeed_is_one_finding_and_linting_goes_on(tmp_path: Path) -> None:
+    """Info while the launch directory is unknown (the path may be right there), a warning once it is stated."""
     text = FULL_Z3.format(path="configs/zero3.json") + "lora_rnk: 8\n"
+    stated = lint_result(text, path=tmp_path / "run.yaml", env={}, cwd=tmp_path, launch_dir_stated=True)
+    assert [v.severity for v in stated.violations if v.code == "FILE002"] == [Severity.WARNING]
     result = lint_result(text, path=tmp_path / "run.yaml", env={})
     file002 = [v for v in result.violations if v.code == "FILE002"]
-    assert len(file002) == 1 and file002[0].severity is Severity.WARNING
+    assert len(file002) == 1 and file002[0].severity is Severity.INFO
     assert file002[0].line == 5
     message = file002[0].message
     assert str(tmp_path / "configs" / "zero3.json") in message  # where it looked

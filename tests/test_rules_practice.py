@@ -230,14 +230,17 @@ def test_template_table_facts() -> None:
 
 def test_template_table_is_not_loaded_by_other_rules() -> None:
     """The lint path stays fast: the 40 KB template table loads only when a TMPL rule looks at a template."""
+    tables = "print(*(f'tuner.config.{m}' in sys.modules for m in ('_templates_data', '_template_history')))\n"
     code = (
         "import sys\n"
         "from tuner.lint.testing import lint_text\n"
         "lint_text('stage: sft\\nbf16: true\\ntemplate: llama3\\n', select=['PREC', 'LORA', 'PRAC', 'DS0'])\n"
-        "print('tuner.config._templates_data' in sys.modules)\n"
-        "lint_text('stage: sft\\ntemplate: llama3\\n', select=['TMPL001'])\n"
-        "print('tuner.config._templates_data' in sys.modules)\n"
+        + tables
+        + "lint_text('stage: sft\\ntemplate: llama3\\n', select=['TMPL001'])\n"  # only the release history
+        + tables
+        + "lint_text('model_name_or_path: Qwen/Qwen2.5-7B-Instruct\\nstage: sft\\ntemplate: llama3\\n', select=['TMPL005'])\n"
+        + tables
     )
     run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "True"]
+    assert run.stdout.split() == ["False", "False", "False", "True", "True", "True"]

@@ -231,12 +231,12 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 
 HP = "src/llamafactory/hparams"
-PARSER = f"""\
+PARSER = """\
     from transformers import Seq2SeqTrainingArguments
     _TRAIN_ARGS = [ModelArguments, Seq2SeqTrainingArguments]
     _INFER_ARGS = [ModelArguments]
     _EVAL_ARGS = [ModelArguments, EvaluationArguments]
-    def read_args(): return {{}}  # {{}}
+    def read_args(): return {}  # {}
     """
 
 

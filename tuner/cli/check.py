@@ -61,6 +61,7 @@ def _run(
     model_spec: str | None = None,
     tokenizer: str | None = None,
     dataset_dir: str | None = None,
+    data_root: str | None = None,
     host_ram: float | None = None,
     transformers_major: str | None = None,
     target_llamafactory: str | None = None,
@@ -102,6 +103,7 @@ def _run(
         tokenizer=tokenizer or settings.tokenizer,
         dataset_dir=dataset_dir or settings.dataset_dir,
         host_ram_gib=host_ram if host_ram is not None else settings.host_ram_gib,
+        **_launch_dir(data_root, settings),
     )
     if options.hw:
         _check_hw(options.hw)
@@ -200,3 +202,22 @@ def _target(settings: Any, lf: str | None, tf: str | None, major: str | None) ->
     for line in warnings:
         sys.stderr.write(f"cfglint: warning: {line}\n")
     return target
+
+
+def _launch_dir(data_root: str | None, settings: Any) -> dict[str, Any]:
+    """``cwd`` and ``launch_dir_stated`` for LintOptions from ``--data-root`` or the ``data-root`` setting.
+
+    Where ``llamafactory-cli`` runs decides where relative paths resolve; cfglint only reports a missing file
+    once the user has said so. A relative ``data-root`` in a settings file is relative to that file.
+    """
+    if data_root:
+        root = Path(data_root)
+    elif settings.data_root:
+        root = Path(settings.data_root)
+        if not root.is_absolute() and settings.source is not None:
+            root = settings.source.parent / root
+    else:
+        return {}
+    if not root.is_dir():
+        raise UsageError(f"--data-root {root}: not a directory")
+    return {"cwd": root.resolve(), "launch_dir_stated": True}

@@ -37,6 +37,14 @@ _TRAIN_KEYS = frozenset(
         "eval_strategy", "evaluation_strategy", "per_device_eval_batch_size", "bf16", "fp16", "pure_bf16",
     }
 )  # fmt: skip
+#: Training keys that the chat/infer parser also accepts (DataArguments and FinetuningArguments fields), which
+#: inference configs copied from a training run often keep: alone, with inference keys, they make no training run.
+_SHARED_WITH_INFER = frozenset(
+    {
+        "cutoff_len", "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "max_samples",
+        "preprocessing_num_workers", "pure_bf16", "train_on_prompt", "mask_history", "packing", "neat_packing",
+    }
+)  # fmt: skip
 #: Keys of ``llamafactory-cli eval`` (EvaluationArguments).
 _EVAL_KEYS = frozenset({"task", "task_dir", "n_shot", "lang", "save_dir"})
 #: Keys a chat, API or inference config sets (ModelArguments' inference part, GeneratingArguments).
@@ -79,13 +87,14 @@ def detect_kind(data: Mapping[str, Any], stated: str | None = None) -> ConfigKin
         return ConfigKind(kind, f"--command {stated}", stated=True)
     keys = set(data)
     train = sorted(keys & _TRAIN_KEYS)
-    if train and _training_signal(data, train):
+    only_shared = bool(train) and all(k in _SHARED_WITH_INFER for k in train)
+    if train and _training_signal(data, train) and not (only_shared and keys & _INFER_KEYS):
         return ConfigKind(TRAIN, "training keys: " + ", ".join(train[:3]))
     if data.get("export_dir"):
         return ConfigKind(EXPORT, "`export_dir` is set")
     if keys & _EVAL_KEYS and "task" in keys:
         return ConfigKind(EVAL, "`task` is set")
-    if keys & _INFER_KEYS and not train:
+    if keys & _INFER_KEYS and (not train or only_shared):
         return ConfigKind(INFER, "model and inference keys only, no training arguments")
     return ConfigKind(TRAIN, "no kind-specific keys; read as a training config")
 

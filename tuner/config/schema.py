@@ -465,6 +465,16 @@ LITERAL_FAILURES = {
     "it mixes two or more datasets",
 }
 
+#: str fields that code uses as a string right away, so a list or mapping (an unfilled ``[placeholder]``) fails.
+STR_REQUIRED = {
+    "output_dir": "`TrainingArguments.__post_init__` calls `os.path.expanduser` on it (TypeError at start-up)",
+}
+
+
+def _yaml_type(value: Any) -> str:
+    return {list: "list", dict: "mapping", bool: "boolean", int: "number", float: "number"}.get(type(value), "value")
+
+
 #: int fields where a float fails rather than being used as the number it is.
 FLOAT_BREAKS_INT = {
     "per_device_train_batch_size": "torch's DataLoader refuses it (\"batch_size should be a positive integer value\")",
@@ -563,7 +573,18 @@ def value_problem(
                 fixed=int(value) if value.is_integer() else None,
             )
         return None
+    if kind == "str" and name in STR_REQUIRED and not isinstance(value, str):
+        return TypeProblem(f"`{name}` is a {_yaml_type(value)}, not a string: {STR_REQUIRED[name]}")
     choices = d.choices
+    if name in ENUM_CONVERTED and isinstance(value, bool) and choices and str(value).lower() not in choices:
+        word = "no" if value is False else "yes"
+        shown = f'"{word}"' if word in choices else None
+        return TypeProblem(
+            f"`{name}` is the boolean {str(value).lower()} (YAML reads an unquoted yes/no/on/off as one): "
+            f"`TrainingArguments.__post_init__` converts it to `{ENUM_CONVERTED[name]}` and fails (ValueError: "
+            f"\"{value} is not a valid {ENUM_CONVERTED[name].split('/')[0]}\") before training",
+            fixed=shown,
+        )
     if not choices or not isinstance(value, (str, list)):
         return None
     if name in ENUM_CONVERTED:

@@ -26,6 +26,8 @@ Docstring format (``cfglint explain CODE`` and the rule docs are generated from 
 
 from __future__ import annotations
 
+import math
+
 import enum
 import inspect
 from collections.abc import Iterator
@@ -202,5 +204,12 @@ def lf_stops(text: str) -> str:
 
 
 def is_number(value: object) -> bool:
-    """An int or float as YAML gives it, not a bool (``true`` is an int to Python)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float as YAML gives it: not a bool (``true`` is an int to Python), not inf or nan (YAML's
+    ``.inf``/``.nan``), not an int too large for a float. Rules compare and multiply such values; the key schema
+    and the numeric-range rules report the others."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -15,7 +15,8 @@ from tuner.config.document import InputError
 
 KNOWN = {
     "select", "ignore", "extend-select", "per-file-ignores", "exclude", "hw", "gpus", "nodes", "transformers",
-    "strict", "command", "host-ram-gib", "tokenizer", "dataset-dir", "target-llamafactory", "target-transformers",
+    "strict", "command", "host-ram-gib", "tokenizer", "dataset-dir", "data-root", "target-llamafactory",
+    "target-transformers",
 }  # fmt: skip
 
 
@@ -38,6 +39,7 @@ class Settings:
     host_ram_gib: float | None = None
     tokenizer: str | None = None
     dataset_dir: str | None = None
+    data_root: str | None = None  # where llamafactory-cli is launched from (relative to this file)
 
     def ignored_for(self, path: Path) -> list[str]:
         """Codes ignored for one file by ``per-file-ignores`` (glob patterns relative to the settings file)."""
@@ -162,6 +164,7 @@ def load_settings(start: Path | None = None, explicit: Path | None = None) -> Se
         ("host-ram-gib", "host_ram_gib", (int, float)),
         ("tokenizer", "tokenizer", str),
         ("dataset-dir", "dataset_dir", str),
+        ("data-root", "data_root", str),
         ("target-llamafactory", "target_llamafactory", (str, int, float)),
         ("target-transformers", "target_transformers", (str, int, float)),
     ):

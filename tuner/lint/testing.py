@@ -84,7 +84,7 @@ SMALL_LLAMA: dict[str, Any] = {
     "torch_dtype": "float32",
 }
 
-_OPTION = re.compile(r"--(hw|gpus|transformers|command|nodes|host-ram|data-root)[ =](\S+)")
+_OPTION = re.compile(r"--(hw|gpus|transformers|command|nodes|host-ram|data-root|target-llamafactory)[ =](\S+)")
 
 
 def make_model_dir(directory: Path, **fields: Any) -> Path:
@@ -105,7 +105,8 @@ def example_options(text: str, directory: Path) -> dict[str, Any]:
         body = comment.lstrip("#").strip()
         if body.startswith("cfglint "):
             for name, value in _OPTION.findall(body):
-                key = {"transformers": "transformers_major", "host-ram": "host_ram_gib"}.get(name, name)
+                key = {"transformers": "transformers_major", "host-ram": "host_ram_gib",
+                       "target-llamafactory": "llamafactory"}.get(name, name)  # fmt: skip
                 if name in ("gpus", "transformers", "nodes"):
                     options[key] = int(value)
                 elif name == "host-ram":

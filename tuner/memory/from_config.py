@@ -7,7 +7,7 @@ memory finding.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuner.memory.estimator import MemoryEstimate, estimate
 from tuner.memory.setup import (
