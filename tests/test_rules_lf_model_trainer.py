@@ -57,8 +57,9 @@ def test_export_quantization_dataset() -> None:
 
 
 def test_kt_cpu_activation_and_checkpointing(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert fired("kt_cpu_activation: recompute\n", "MODEL006")
-    assert not fired("use_kt: true\nkt_cpu_activation: recompute\n", "MODEL006")
+    assert fired("kt_cpu_activation: recompute\n", "MODEL006", llamafactory="0.9.6")
+    assert not fired("use_kt: true\nkt_cpu_activation: recompute\n", "MODEL006", llamafactory="0.9.6")
+    assert not fired("kt_cpu_activation: recompute\n", "MODEL006", llamafactory="0.9.5")  # KEY001: no such key
     text = (
         "use_kt: true\nuse_unsloth_gc: true\ngradient_checkpointing: true\ngradient_checkpointing_kwargs: {}\n"
         "fsdp_config:\n  activation_checkpointing: true\nkt_cpu_activation: recompute\ndisable_gradient_checkpointing: true\n"
@@ -373,21 +374,22 @@ def test_kt_reentrant_gc() -> None:
 def test_megatron_bridge_args_only_with_the_env(tmp_path: Path) -> None:
     env = {"USE_MEGATRON_BRIDGE": "1"}
     text = "tensor_model_parallel_size: 0\nrecompute_granularity: some\nextra_config: mb.json\n"
-    assert not fired(text, "TRAIN012")
-    vs = fired(text, "TRAIN012", env=env, path=tmp_path / "run.yaml")
+    assert not fired(text, "TRAIN012", llamafactory="0.9.6")
+    vs = fired(text, "TRAIN012", llamafactory="0.9.6", env=env, path=tmp_path / "run.yaml")
     assert [v.key for v in vs] == ["tensor_model_parallel_size", "recompute_granularity", "extra_config"]
     (tmp_path / "mb.json").write_text("{}")
-    assert len(fired(text, "TRAIN012", env=env, path=tmp_path / "run.yaml")) == 2
-    assert not fired('extra_config: \'{"train.train_iters": 10}\'\n', "TRAIN012", env=env)
-    assert not fired(text, "TRAIN012", env={**env, "USE_MCA": "1"})  # the MCA parser wins
+    assert len(fired(text, "TRAIN012", llamafactory="0.9.6", env=env, path=tmp_path / "run.yaml")) == 2
+    assert not fired('extra_config: \'{"train.train_iters": 10}\'\n', "TRAIN012", llamafactory="0.9.6", env=env)
+    assert not fired(text, "TRAIN012", llamafactory="0.9.6", env={**env, "USE_MCA": "1"})  # the MCA parser wins
+    assert not fired(text, "TRAIN012", env=env, llamafactory="0.9.5")  # no Megatron Bridge parser before 0.9.6
 
 
 def test_megatron_bridge_compat_and_world_size() -> None:
     env = {"USE_MEGATRON_BRIDGE": "1"}
-    vs = fired("stage: kto\nfinetuning_type: freeze\nquantization_bit: 4\nuse_mca: true\n", "TRAIN013", env=env)
+    vs = fired("stage: kto\nfinetuning_type: freeze\nquantization_bit: 4\nuse_mca: true\n", "TRAIN013", llamafactory="0.9.6", env=env)
     assert [v.key for v in vs] == ["stage", "finetuning_type", "quantization_bit", "use_mca"]  # in file order
     text = "tensor_model_parallel_size: 4\npipeline_model_parallel_size: 2\n"
-    assert not fired(text, "TRAIN013", env=env)  # GPU count unknown
+    assert not fired(text, "TRAIN013", llamafactory="0.9.6", env=env)  # GPU count unknown
     (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=4)
     assert "exceeds `world_size` (4)" in v.message
     (v,) = fired(text, "TRAIN013", env=env, llamafactory="0.9.6", gpus=12)
