@@ -245,3 +245,14 @@ def test_template_history_is_generated_from_the_release_tags() -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
+
+
+# -- values LLaMA-Factory accepts as written (HfArgumentParser.parse_dict neither converts nor checks types) ------
+def test_values_that_run_as_written_are_not_type_errors() -> None:
+    train = sft().replace("do_train: true", "do_train: 1") + "seed: 42\nresume_from_checkpoint: false\nplot_loss: 0\n"
+    assert [v.code for v in lint_text(train, select=["KEY"])] == []
+    export = (
+        "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nadapter_name_or_path: saves/x\ntemplate: qwen\n"
+        "finetuning_type: lora\nexport_dir: out\nexport_device: gpu\n"
+    )
+    assert [v.code for v in lint_text(export, select=["KEY"])] == []
