@@ -174,8 +174,9 @@ class LoraNonPositive(Rule):
 class LearningRateRange(Rule):
     """A learning rate far outside the usual range for the fine-tuning method (a heuristic).
 
-    LoRA usually trains at 5e-5…5e-4 (LLaMA-Factory's LoRA examples use 1e-4); below ~1e-5 the loss barely
-    moves, above ~1e-3 it diverges (hiyouga/LlamaFactory#4225). Full and freeze tuning
+    LoRA usually trains at 5e-5…5e-4 (LLaMA-Factory's LoRA examples use 1e-4); above ~1e-3 it diverges
+    (hiyouga/LlamaFactory#4225), a warning; below ~1e-5 the loss barely moves, which only wastes the run and is
+    sometimes chosen on purpose, so that is info. Full and freeze tuning
     change the pretrained weights directly and usually use 1e-5…5e-5; above 1e-4 they tend to forget what the
     model knew or diverge; pre-training (``stage: pt``, ``train_from_scratch``) usually runs at 1e-4…1e-3 and is
     not checked for them. Preference stages (DPO, KTO, PPO) use lower rates still and are not checked. This is a
@@ -231,6 +232,9 @@ class LearningRateRange(Rule):
             yield Finding(
                 key=where,
                 also=("finetuning_type", "do_train"),
+                # Too low only wastes the run (the loss barely moves), and some recipes do it on purpose;
+                # too high diverges.
+                severity=Severity.INFO if low else Severity.WARNING,
                 message=f"`learning_rate: {_fmt(lr)}` is {'far below' if low else 'far above'} the usual range for "
                 f"{_METHOD_NAMES[method]} (about 5e-5…5e-4; heuristic): "
                 + (

@@ -172,18 +172,15 @@ class NoEvalLongRun(Rule):
         )
 
 
-#: PRAC003 warns for runs at least this long; shorter runs (smoke tests, benchmarks) get an info finding.
-_LONG_RUN_STEPS = 1000
-
-
 class SaveStepsBeyondTotal(Rule):
     """``save_steps`` larger than the whole run: no checkpoint is written before the end.
 
     With ``save_strategy: steps`` (the default) a checkpoint is written every ``save_steps`` optimizer steps. When
     that is more than the run's total steps (from ``max_steps``, or from the dataset size with dataset-aware
     linting), there is nothing to resume from if the run fails, and only the final model is saved. Resuming from
-    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run. A run of 1000 steps or more gets
-    a warning; a shorter one (a smoke test, a throughput benchmark) loses little and gets an info finding.
+    the last ``checkpoint-*`` is how LLaMA-Factory recovers an interrupted run. Skipping intermediate checkpoints
+    is a legitimate choice (a smoke test, a throughput benchmark, a short continued pre-training), so this is
+    info: it says what is given up.
 
     Bad:
 
@@ -206,7 +203,7 @@ class SaveStepsBeyondTotal(Rule):
 
     code = "PRAC003"
     name = "save-steps-beyond-total"
-    severity = Severity.WARNING
+    severity = Severity.INFO
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if not ctx.is_training or ctx.get("save_strategy") not in ("steps", None):
@@ -221,8 +218,6 @@ class SaveStepsBeyondTotal(Rule):
         yield Finding(
             key="save_steps" if ctx.has("save_steps") else ("max_steps" if ctx.has("max_steps") else None),
             also=("max_steps", "do_train"),
-            # A short run (a smoke test, a throughput benchmark) loses little when it fails; a long one loses hours.
-            severity=Severity.WARNING if steps[0] >= _LONG_RUN_STEPS else Severity.INFO,
             message=f"`save_steps: {shown}` but the run has only {steps[0]} steps ({steps[1]}): no checkpoint is "
             "written before the end, so a failed run cannot resume",
             hint=f"use `save_steps` below {steps[0]} (e.g. {max(1, steps[0] // 5)}), or a ratio such as `save_steps: 0.2`",

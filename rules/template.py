@@ -573,6 +573,13 @@ class TemplateModelMismatch(Rule):
     fixable = "unsafe"
 
     def check(self, ctx: Context) -> Iterator[Finding]:
+        model = _model(ctx)
+        registered = model.template if model is not None else None
+        if registered and registered_releases(registered) and _release_index(ctx) not in registered_releases(registered):
+            return  # the model's template is newer than the target release (Gemma-4's `gemma4` before 0.9.5)
+        yield from self._check(ctx)
+
+    def _check(self, ctx: Context) -> Iterator[Finding]:
         name = _template_name(ctx)
         if name is None or template_info(name) is None or not ctx.is_train_command:
             return

@@ -70,7 +70,7 @@ def test_negative_alpha_and_zero_alpha() -> None:
 
 @pytest.mark.parametrize(
     ("method", "lr", "severity"),
-    [("lora", "1.0e-6", Severity.WARNING), ("lora", "5.0e-3", Severity.WARNING), ("full", "1.0e-4", Severity.INFO),
+    [("lora", "1.0e-6", Severity.INFO), ("lora", "5.0e-3", Severity.WARNING), ("full", "1.0e-4", Severity.INFO),
      ("full", "2.0e-4", Severity.WARNING), ("freeze", "5.0e-4", Severity.WARNING), ("lora", "-1.0e-4", Severity.ERROR),
      ("lora", "0", Severity.WARNING)],
 )  # fmt: skip
