@@ -145,3 +145,10 @@ STAGE_ONLY_KEYS: dict[str, tuple[str, ...]] = {
     "reward_model_quantization_bit": ("ppo",),
     "reward_model_type": ("ppo",),
 }
+
+
+def eval_strategy_key(ctx: Context) -> str:
+    """The key that states the evaluation strategy: ``eval_strategy``, or its old name ``evaluation_strategy``
+    when only that is written (the transformers releases that accept it copy it into ``eval_strategy`` in
+    ``TrainingArguments.__post_init__``; where it is not accepted, KEY002 reports the name)."""
+    return "evaluation_strategy" if not ctx.has("eval_strategy") and ctx.has("evaluation_strategy") else "eval_strategy"

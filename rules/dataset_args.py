@@ -15,7 +15,7 @@ from tuner.config.versions import v
 from tuner.lint.fixes import remove_key, set_key
 from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 
-from ._lf_common import lf_split, val_size
+from ._lf_common import eval_strategy_key, lf_split, val_size
 
 
 class ValSizeNeedsDataset(Rule):
@@ -429,10 +429,7 @@ class EvalNeedsData(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         if not ctx.is_train_command or ctx.get("eval_dataset") is not None or val_size(ctx) >= 1e-6:
             return
-        # The old name counts where transformers still accepts it (copied to eval_strategy in __post_init__);
-        # where it does not, KEY002 reports it, so a finding read through it depends on the transformers release.
-        old_name = not ctx.has("eval_strategy") and ctx.has("evaluation_strategy")
-        strategy_key = "evaluation_strategy" if old_name else "eval_strategy"
+        strategy_key = eval_strategy_key(ctx)
         strategy = ctx.get(strategy_key)
         reasons = [k for k in ("do_eval", "do_predict", "predict_with_generate") if ctx.flag(k)]
         if not reasons and isinstance(strategy, str) and strategy != "no":
@@ -441,6 +438,8 @@ class EvalNeedsData(Rule):
             return
         key = reasons[0]
         by_strategy = key == strategy_key
+        if by_strategy and ctx.schema.accepted(key, ctx.options.command, ctx.options.target) is None:
+            return  # the target transformers refuses the old name itself: KEY002 says so, one problem one finding
         why = f"`{key}: {strategy}` turns on `do_eval`" if by_strategy else f"`{key}: true`"
         fix = None
         if by_strategy and not ctx.flag("do_eval") and ctx.get("dataset") is not None:
@@ -457,5 +456,4 @@ class EvalNeedsData(Rule):
             hint="set `eval_dataset`, or `val_size` to split it from `dataset`"
             + (f", or `{strategy_key}: no`" if by_strategy else ""),
             fix=fix,
-            depends_on_version="transformers" if by_strategy and old_name else None,
         )

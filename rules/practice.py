@@ -13,13 +13,15 @@ from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, rename_key, replace_value
 from tuner.lint.rule import Finding, Rule, Severity, is_number
 
+from ._lf_common import eval_strategy_key
+
 #: A run this many optimizer steps long is "long" enough to want an evaluation split.
 LONG_RUN_STEPS = 1000
 LONG_RUN_EPOCHS = 5
 
 
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
+    strategy = ctx.get(eval_strategy_key(ctx))
     return (
         ctx.flag("do_eval")
         or (isinstance(strategy, str) and strategy != "no")
@@ -488,7 +490,7 @@ class NothingToRun(Rule):
         tokenized = ctx.get("tokenized_path")
         if isinstance(tokenized, str) and tokenized.strip():
             return  # tokenisation only: data/loader.py `get_dataset` saves the tokenized dataset there, the run's result
-        strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
+        strategy = ctx.get(eval_strategy_key(ctx))
         if isinstance(strategy, str) and strategy != "no":
             return  # transformers turns do_eval on
         after = "stage" if ctx.has("stage") else None

@@ -12,7 +12,7 @@ from tuner.config.context import Context
 from tuner.config.ranges import BANDS, Band
 from tuner.lint.fixes import set_key
 from tuner.lint.rule import Finding, Rule, Severity
-from tuner.rules._lf_common import command
+from tuner.rules._lf_common import command, eval_strategy_key
 
 #: Commands that generate text with the GeneratingArguments (``llamafactory-cli chat``, ``api``, ...).
 _CHAT_COMMANDS = frozenset({"infer", "chat", "api", "webchat"})
@@ -30,7 +30,7 @@ def _number(ctx: Context, key: str) -> float | None:
 
 
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get("eval_strategy" if ctx.has("eval_strategy") or not ctx.has("evaluation_strategy") else "evaluation_strategy")
+    strategy = ctx.get(eval_strategy_key(ctx))
     return ctx.is_train_command and (
         ctx.flag("do_eval") or ctx.flag("do_predict") or (isinstance(strategy, str) and strategy != "no")
     )

@@ -21,6 +21,7 @@ from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 from tuner.config.versions import v
 
 from ._lf_common import (
+    eval_strategy_key,
     INTEGRATIONS_4,
     INTEGRATIONS_5,
     command,
@@ -41,9 +42,7 @@ def _strategy(ctx: Context, key: str) -> str | None:
     """A strategy's value; ``eval_strategy`` falls back to its old name ``evaluation_strategy``, which the
     transformers releases that accept it copy into ``eval_strategy`` in ``TrainingArguments.__post_init__``
     (where it is not accepted, KEY002 reports the name)."""
-    v = ctx.get(key)
-    if key == "eval_strategy" and not ctx.has(key) and ctx.has("evaluation_strategy"):
-        v = ctx.get("evaluation_strategy")
+    v = ctx.get(eval_strategy_key(ctx) if key == "eval_strategy" else key)
     return v if isinstance(v, str) else None
 
 

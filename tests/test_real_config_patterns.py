@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tuner.config.versions import TargetVersions, Version
 from tuner.lint.rule import Severity
 from tuner.lint.testing import lint_result, lint_text
 
@@ -195,8 +196,12 @@ def test_evaluation_strategy_counts_where_transformers_still_reads_it() -> None:
     text = sft() + "evaluation_strategy: steps\nsave_strategy: steps\nload_best_model_at_end: true\nval_size: 0.1\n"
     assert _sev(text, "TRAIN003", llamafactory="0.9.2", transformers_major=4) == []
     missing = text.replace("val_size: 0.1\n", "")
-    (v,) = lint_text(missing, select=["DSET010"], llamafactory="0.9.4")
+    old_stack = TargetVersions(Version.parse("0.9.2"), Version.parse("4.45.2"))
+    (v,) = lint_text(missing, select=["DSET010"], target=old_stack)
     assert v.key == "evaluation_strategy" and v.line == missing.splitlines().index("evaluation_strategy: steps") + 1
+    assert "first evaluation" in v.message  # 0.9.2 has no start-up check: transformers fails at the first eval
+    # transformers 5 refuses the old name itself: KEY002 reports that, DSET010 adds nothing
+    assert [v.code for v in lint_text(missing, select=["DSET010", "KEY002"], transformers_major=5)] == ["KEY002"]
 
 
 def test_a_null_the_stage_never_reads_breaks_nothing() -> None:
