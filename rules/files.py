@@ -39,7 +39,8 @@ class DuplicateKey(Rule):
     LLaMA-Factory v0.9.4 and later read the config with ``OmegaConf.load``, which refuses the file
     ("found duplicate key"), so the run does not start. Earlier releases read it with ``yaml.safe_load``, which
     silently keeps the last value: the first one is dead text that readers of the file take for the setting.
-    cfglint lints on with the last value, as those releases do.
+    cfglint lints on with the last value, as those releases do. With a stated target from 0.9.4 on it is an error;
+    under the default target, where the release is unknown, a warning that names both behaviours.
 
     Bad:
 
@@ -66,24 +67,35 @@ class DuplicateKey(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         refuses = ctx.lf >= OMEGACONF_LOAD_SINCE
+        stated = ctx.options.target.source.get("llamafactory") != "default"
         for dup in ctx.doc.duplicates:
             first = dup.first_key_span.start.line
-            if refuses:
+            if refuses and not stated:
+                # The release is unknown: true in every release is that one of the two values does nothing.
+                message = (
+                    f"`{dup.path}` is set twice (first on line {first}): LLaMA-Factory 0.9.4 and later refuse "
+                    '(OmegaConf: "found duplicate key"), earlier releases silently use the last value'
+                )
+                severity = Severity.WARNING
+            elif refuses:
                 message = (
                     f"`{dup.path}` is set twice (first on line {first}): LLaMA-Factory {ctx.lf} refuses the file "
                     '(OmegaConf: "found duplicate key")'
                 )
+                severity = Severity.ERROR
             else:
                 message = (
                     f"`{dup.path}` is set twice (first on line {first}): LLaMA-Factory {ctx.lf} silently uses the "
                     "last value, so the first one does nothing"
                 )
+                severity = Severity.WARNING
             yield Finding(
                 key=dup.path,
                 message=message,
-                hint="keep one of them (cfglint checks the rest of the file with the last value)",
+                hint="keep one of them (cfglint checks the rest of the file with the last value)"
+                + ("" if stated else "; state the release with `--target-llamafactory`"),
                 fix=_removal(ctx, dup),
-                severity=Severity.ERROR if refuses else Severity.WARNING,
+                severity=severity,
             )
 
 

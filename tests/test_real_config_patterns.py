@@ -273,3 +273,13 @@ def test_low_learning_rates_and_skipped_checkpoints_are_info() -> None:
     assert _sev(sft() + "learning_rate: 1.0e-6\n", "LORA003") == [Severity.INFO]
     assert _sev(sft() + "learning_rate: 5.0e-3\n", "LORA003") == [Severity.WARNING]
     assert _sev(sft() + "max_steps: 1000\nsave_steps: 2000\n", "PRAC003") == [Severity.INFO]
+
+
+def test_a_duplicate_key_is_a_warning_until_the_release_is_stated(tmp_path: Path) -> None:
+    """0.9.4+ refuse the file, earlier releases use the last value: only "one value does nothing" holds for all."""
+    text = sft() + "template: qwen\n"
+    rc, vs = _cli(tmp_path, text)
+    (v,) = _of(vs, "FILE001")
+    assert rc == 0 and v["severity"] == "warning" and "earlier releases silently use the last value" in v["message"]
+    rc, vs = _cli(tmp_path, text, "--target-llamafactory", "0.9.5")
+    assert rc == 1 and _of(vs, "FILE001")[0]["severity"] == "error"
