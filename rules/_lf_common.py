@@ -152,3 +152,11 @@ def eval_strategy_key(ctx: Context) -> str:
     when only that is written (the transformers releases that accept it copy it into ``eval_strategy`` in
     ``TrainingArguments.__post_init__``; where it is not accepted, KEY002 reports the name)."""
     return "evaluation_strategy" if not ctx.has("eval_strategy") and ctx.has("evaluation_strategy") else "eval_strategy"
+
+
+def adapters_mergeable(ctx: Context) -> bool:
+    """Whether ``_setup_lora_tuning`` can merge adapters: not into a quantized model, under ZeRO-3, Unsloth or
+    KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""
+    if ctx.get("quantization_bit") is not None or ctx.flag("use_unsloth") or ctx.flag("use_kt"):
+        return False
+    return not (ctx.is_train_command and ctx.zero3)

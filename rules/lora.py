@@ -6,12 +6,17 @@ The learning-rate ranges are heuristics from LLaMA-Factory's examples and issue 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from tuner.config.context import Context
-from tuner.lint.fixes import remove_key, replace_value
+from tuner.config.context import Context, StageUnknown
+from tuner.lint.fixes import insert_key, remove_key, replace_value
 from tuner.lint.rule import Finding, Rule, Severity, is_number
+
+from ._lf_common import adapters, adapters_mergeable, lf_split, resolve_dir
 
 #: Attention projections under the names the common architectures use; a target made only of these is narrow.
 _ATTENTION_MODULES = {
@@ -359,3 +364,154 @@ class LoraDropoutRange(Rule):
                 hint="use 0 for no dropout, or a value such as 0.05",
                 fix=remove_key(ctx, "lora_dropout", "remove `lora_dropout` (default 0)", safe=True),
             )
+
+
+#: Settings ``_setup_lora_tuning`` reads only when it creates a new adapter, and the field of peft's
+#: ``adapter_config.json`` that holds the resumed adapter's own value (None: not compared).
+_NEW_ADAPTER_ONLY = {
+    "lora_rank": "r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "lora_target": "target_modules",
+    "use_rslora": "use_rslora",
+    "use_dora": "use_dora",
+    "pissa_init": None,
+}
+
+
+class LoraSettingsIgnoredOnResume(Rule):
+    """LoRA settings in a run that resumes an adapter: they are ignored.
+
+    With ``adapter_name_or_path``, training resumes the last adapter unless ``create_new_adapter: true`` (and the
+    adapters can be merged: not with ``quantization_bit``, DeepSpeed ZeRO-3, Unsloth or KTransformers).
+    ``_setup_lora_tuning`` (LLaMA-Factory v0.8.0-v0.9.5 ``src/llamafactory/model/adapter.py``) then loads it with
+    ``PeftModel.from_pretrained``, which keeps the rank, alpha, dropout and target modules saved in its
+    ``adapter_config.json``; it builds a ``LoraConfig`` from ``lora_rank``, ``lora_alpha``, ``lora_dropout``,
+    ``lora_target``, ``use_rslora``, ``use_dora`` and ``pissa_init`` only when nothing is resumed. A stage-2 config
+    that raises ``lora_rank`` for DPO on top of an SFT adapter changes nothing.
+
+    When the adapter's ``adapter_config.json`` can be read (an absolute path, or a relative one with
+    ``--data-root``), only settings that differ from it are reported, as a warning. Otherwise the linter cannot
+    tell whether they differ: info.
+
+    Bad:
+
+    ```yaml
+    # cfglint --data-root .
+    # saves/sft/adapter_config.json: {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    adapter_name_or_path: saves/sft
+    lora_rank: 64
+    lora_alpha: 128
+    ```
+
+    Good:
+
+    ```yaml
+    # cfglint --data-root .
+    # saves/sft/adapter_config.json: {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    stage: dpo
+    do_train: true
+    finetuning_type: lora
+    adapter_name_or_path: saves/sft
+    create_new_adapter: true
+    lora_rank: 64
+    lora_alpha: 128
+    ```
+    """
+
+    code = "LORA006"
+    name = "lora-settings-ignored-on-resume"
+    severity = Severity.WARNING
+    fixable = "unsafe"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if not ctx.is_training or ctx.finetuning_type != "lora":
+            return
+        names = adapters(ctx)
+        if not names or not names[-1]:
+            return
+        written = [k for k in _NEW_ADAPTER_ONLY if ctx.has(k) and ctx.data.get(k) is not None]
+        if not written:
+            return
+        if ctx.flag("create_new_adapter") and adapters_mergeable(ctx):
+            return  # the adapters are merged and a new one is built from these settings
+        resumed = names[-1]
+        saved = _adapter_config(ctx, resumed)
+        if saved is not None:
+            written = [k for k in written if _differs(ctx.get(k), saved, _NEW_ADAPTER_ONLY[k])]
+            if not written:
+                return
+        shown = ", ".join(f"`{k}: {_yaml_text(ctx.get(k))}`" for k in written)
+        kept = ""
+        if saved is not None:
+            kept = " (it keeps " + ", ".join(
+                f"{_NEW_ADAPTER_ONLY[k]}={_yaml_text(saved.get(_NEW_ADAPTER_ONLY[k] or ''))}"
+                for k in written
+                if _NEW_ADAPTER_ONLY[k] in saved
+            ) + ")"
+        yield Finding(
+            key=written[0],
+            also=("adapter_name_or_path", *written[1:]),
+            severity=Severity.WARNING if saved is not None else Severity.INFO,
+            message=f"{shown} {'is' if len(written) == 1 else 'are'} ignored: LLaMA-Factory resumes the adapter "
+            f"`{resumed}` with the settings it was trained with{kept}; `_setup_lora_tuning` builds a new LoRA "
+            "from these only when nothing is resumed",
+            hint="remove them, or set `create_new_adapter: true` to merge the adapter and train a new one with "
+            "these settings (not with `quantization_bit`, DeepSpeed ZeRO-3 or Unsloth)",
+            fix=insert_key(ctx, "create_new_adapter", "true", "add `create_new_adapter: true`",
+                           after="adapter_name_or_path", safe=False)
+            if adapters_mergeable_known(ctx)
+            else None,
+        )
+
+
+def adapters_mergeable_known(ctx: Context) -> bool:
+    """Whether adapters can be merged, False when that is not known (the ZeRO stage unknown)."""
+    try:
+        return adapters_mergeable(ctx)
+    except StageUnknown:  # the DeepSpeed config was not read
+        return False
+
+
+def _adapter_config(ctx: Context, adapter: str) -> dict[str, Any] | None:
+    """The resumed adapter's ``adapter_config.json`` where the linter can see it: an absolute path, or a relative
+    one once the launch directory is stated. None otherwise (a hub id, a path on another machine)."""
+    path = Path(adapter).expanduser()
+    if not path.is_absolute():
+        if not ctx.options.launch_dir_stated:
+            return None
+        path = resolve_dir(ctx, adapter)
+    try:
+        data = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _differs(value: Any, saved: dict[str, Any], field: str | None) -> bool:
+    """Whether a written setting differs from the resumed adapter's (unknown counts as differing only when the
+    adapter's config has no such field and the setting changes something)."""
+    if field is None or field not in saved:
+        return bool(value)
+    old = saved[field]
+    if field == "target_modules":
+        wanted = lf_split(value)
+        if wanted is None or wanted == ["all"]:
+            return False  # `all` expands to the model's linear layers: not comparable without the model
+        return sorted(wanted) != sorted(old if isinstance(old, list) else lf_split(old) or [])
+    if isinstance(old, bool) or isinstance(value, bool):
+        return bool(value) != bool(old)
+    if is_number(value) and is_number(old):
+        return float(value) != float(old)
+    return value != old
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -13,7 +13,7 @@ from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, set_key, yaml_scalar
 from tuner.lint.rule import Edit, Finding, Fix, Rule, Severity, lf_stops
 
-from ._lf_common import STAGE_ONLY_KEYS, adapters, keys_text, report_to, val_size
+from ._lf_common import STAGE_ONLY_KEYS, adapters, adapters_mergeable, keys_text, report_to, val_size
 
 _PPO_LOGGERS = ("wandb", "tensorboard", "trackio", "none")
 
@@ -763,14 +763,6 @@ def _reference_free(ctx: Context) -> bool:
     return ctx.stage == "dpo" and isinstance(loss, str) and loss in ("orpo", "simpo")
 
 
-def _adapters_mergeable(ctx: Context) -> bool:
-    """Whether ``_setup_lora_tuning`` can merge adapters: not into a quantized model, under ZeRO-3, Unsloth or
-    KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""
-    if ctx.get("quantization_bit") is not None or ctx.flag("use_unsloth") or ctx.flag("use_kt"):
-        return False
-    return not (ctx.is_train_command and ctx.zero3)
-
-
 class ReferenceIsBaseModel(Rule):
     """DPO, KTO or PPO continuing a LoRA adapter (``adapter_name_or_path``) without ``ref_model``.
 
@@ -826,7 +818,7 @@ class ReferenceIsBaseModel(Rule):
         names = adapters(ctx)
         if not names or not names[-1]:
             return
-        mergeable = _adapters_mergeable(ctx)
+        mergeable = adapters_mergeable(ctx)
         if mergeable and ctx.flag("create_new_adapter"):
             return  # every adapter is merged into the weights: disabling the new one gives the SFT model
         last = names[-1]

@@ -283,3 +283,39 @@ def test_a_duplicate_key_is_a_warning_until_the_release_is_stated(tmp_path: Path
     assert rc == 0 and v["severity"] == "warning" and "earlier releases silently use the last value" in v["message"]
     rc, vs = _cli(tmp_path, text, "--target-llamafactory", "0.9.5")
     assert rc == 1 and _of(vs, "FILE001")[0]["severity"] == "error"
+
+
+# -- LoRA settings in a run that resumes an adapter (a pattern the holdout corpus showed) ----------------------
+RESUME = "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nstage: kto\ndo_train: true\nfinetuning_type: lora\ndataset: a\ntemplate: qwen\nbf16: true\nadapter_name_or_path: {adapter}\n"
+
+
+def _adapter(directory: Path, **config: Any) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], **config}))
+    return directory
+
+
+def test_lora_settings_ignored_on_resume_compared_with_the_adapter(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path / "dpo")
+    text = RESUME.format(adapter=adapter) + "lora_rank: 256\nlora_alpha: 16\nlora_target: q_proj,v_proj\n"
+    (v,) = lint_text(text, select=["LORA006"])
+    assert v.severity is Severity.WARNING and v.key == "lora_rank"
+    assert "`lora_rank: 256` is ignored" in v.message and "r=8" in v.message  # alpha and targets match: not listed
+    same = RESUME.format(adapter=adapter) + "lora_rank: 8\nlora_alpha: 16\nlora_target: all\n"
+    assert lint_text(same, select=["LORA006"]) == []
+
+
+def test_lora_settings_on_resume_are_info_when_the_adapter_is_out_of_sight(tmp_path: Path) -> None:
+    text = RESUME.format(adapter="saves/dpo") + "lora_rank: 256\nlora_alpha: 512\n"
+    (v,) = lint_text(text, select=["LORA006"])
+    assert v.severity is Severity.INFO and "`lora_rank: 256`, `lora_alpha: 512` are ignored" in v.message
+    # with the launch directory stated, the relative adapter is read
+    _adapter(tmp_path / "saves" / "dpo", r=256, lora_alpha=512)
+    assert lint_text(text, select=["LORA006"], cwd=tmp_path, launch_dir_stated=True) == []
+
+
+def test_a_new_adapter_uses_the_settings(tmp_path: Path) -> None:
+    text = RESUME.format(adapter="saves/dpo") + "create_new_adapter: true\nlora_rank: 256\n"
+    assert lint_text(text, select=["LORA006"]) == []
+    # a quantized model cannot merge: the last adapter is resumed even with create_new_adapter
+    assert [v.code for v in lint_text(text + "quantization_bit: 4\n", select=["LORA006"])] == ["LORA006"]
