@@ -104,8 +104,8 @@ def _value_schema(d: Declaration) -> dict[str, Any]:
     if _strict_choices(d):
         if d.kind == "list":  # fsdp, debug: a list of options or one string of space-separated options
             words = "|".join(sorted((str(c) for c in choices), key=len, reverse=True))
-            return {
-                "type": ["string", "array", *nullable],
+            return {  # transformers turns None into no options, so null works even where not Optional
+                "type": ["string", "array", "null"],
                 "pattern": rf"^\s*(({words})(\s+({words}))*)?\s*$",
                 "items": {"enum": choices},
             }
