@@ -329,3 +329,27 @@ def test_cfglint_check_does_not_import_the_schema_generator() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# -- the README shows the editor set-up ---------------------------------------------------------------------------
+
+
+def test_readme_shows_the_editor_set_up() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "# yaml-language-server: $schema=" in readme and '"yaml.schemas"' in readme
+    assert "cfglint schema -o .vscode/llamafactory.schema.json" in readme
+    for directory in ("llamafactory-0.9.5/", "llamafactory-0.9.5-transformers-4/"):
+        assert f"`{directory}`" in readme and (ROOT / "schemas" / directory / "config.schema.json").is_file()
+
+
+def test_the_readme_modeline_reaches_a_schema_that_validates_the_readme_example(tmp_path: Path) -> None:
+    """The set-up as a user follows it: generate the file, point the modeline at it, validate the config."""
+    code, _, _ = _run(["schema", "--isolated", "-o", str(tmp_path / ".vscode" / "llamafactory.schema.json")], tmp_path)
+    assert code == 0
+    config = tmp_path / "configs" / "run.yaml"
+    config.parent.mkdir()
+    config.write_text("# yaml-language-server: $schema=../.vscode/llamafactory.schema.json\nmodel_name_or_path: m\n")
+    modeline = config.read_text().splitlines()[0].split("$schema=", 1)[1]
+    schema = json.loads((config.parent / modeline).resolve().read_text())
+    assert list(Validator(schema).iter_errors(_load(config.read_text()))) == []
+    assert not Validator(schema).is_valid(_load(config.read_text() + "modle_name_or_path: m\n"))

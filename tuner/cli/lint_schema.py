@@ -67,6 +67,7 @@ def schema(
         return
     text = dumps(config_schema(target, {"chat": "infer"}.get(kind, kind)))
     if output_file:
+        Path(output_file).parent.mkdir(parents=True, exist_ok=True)  # `.vscode/` may not exist yet
         Path(output_file).write_text(text, encoding="utf-8")
         click.echo(f"wrote {output_file}", err=True)
     else:
