@@ -24,6 +24,7 @@ from tuner.cli.lazy import LazyGroup
         "rules": "tuner.cli.lint_docs:rules",
         "explain": "tuner.cli.lint_docs:explain",
         "keys": "tuner.cli.lint_docs:keys",
+        "schema": "tuner.cli.lint_schema:schema",
         "data": "tuner.cli.tune_data:data",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
