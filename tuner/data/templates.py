@@ -11,8 +11,9 @@ missing). A ``llama2``-kind template fuses the system text into the first user m
 ``reasoning``-kind template adds an empty thought (``<think>\\n\\n</think>\\n\\n``) to each response that has none:
 to the response when ``enable_thinking`` is on (it is trained), to the prompt otherwise.
 
-The table below is transcribed from ``register_template`` calls of LLaMA-Factory at the commit named in
-``shared/reference/lf_templates.md`` (124 templates; the common text families are here). Tool formatting
+The table below is transcribed from ``register_template`` calls in LLaMA-Factory's ``src/llamafactory/data/template.py``
+(v0.9.5 and the development head after it; the common text families are here, and
+``tests/test_data_templates.py`` checks their flags against the table ``scripts/gen_templates.py`` generates). Tool formatting
 (``format_tools``/``format_function`` JSON rendering) is approximated by the raw text, and multimodal
 placeholder expansion is not counted.
 

@@ -13,7 +13,7 @@ ESTIMATED = "estimated"
 CALIBRATED = "calibrated"
 
 #: CUDA context + kernel images + cuBLAS/cuDNN handles outside PyTorch's allocator, as NVML sees it for one
-#: process: about 500-600 MiB on H100 with torch 2.x (tuner_anchors.md §3.6; gpu_poor assumes 650 MB).
+#: process: about 500-600 MiB on H100 with torch 2.x (gpu_poor assumes 650 MB).
 CUDA_CONTEXT_BYTES = 560 * MIB
 
 #: NCCL communicator buffers per process when there is more than one rank (channels x peers x NCCL_BUFFSIZE
