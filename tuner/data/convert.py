@@ -80,10 +80,7 @@ def convert(table: Table, attr: DatasetAttr, kind: str) -> tuple[list[Sample], l
     if any(p.fatal for p in problems) or not table.rows:
         return [], problems, 0
     rows = RowProblems(attr.name)
-    if attr.formatting == "alpaca":
-        samples = _alpaca(table, attr, kind, rows)
-    else:
-        samples = _sharegpt(table, attr, kind, rows)
+    samples = _alpaca(table, attr, kind, rows) if attr.formatting == "alpaca" else _sharegpt(table, attr, kind, rows)
     media = 0
     cols = [c for c in (attr.images, attr.videos, attr.audios) if c]
     if cols:

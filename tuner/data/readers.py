@@ -206,7 +206,7 @@ def _read_json_lines(dataset: str, path: Path, text: str) -> tuple[Table, list[P
                 raise _Unreadable(
                     "a single pretty-printed JSON object, not JSON Lines or an array of rows",
                     hint="write one JSON object per line, or a JSON array of objects",
-                )
+                ) from None
             problem = Problem(
                 dataset, "unreadable",
                 f"{path}: {len(bad)} of {len(numbered)} lines are not valid JSON ({msg}); `datasets` cannot load the "
@@ -222,7 +222,7 @@ def _read_json_lines(dataset: str, path: Path, text: str) -> tuple[Table, list[P
     table = Table()
     line_of: list[int] = []
     not_obj: list[int] = []
-    for (no, _), r in zip(numbered, rows):
+    for (no, _), r in zip(numbered, rows, strict=True):
         if isinstance(r, dict):
             table.rows.append(r)
             line_of.append(no)
@@ -263,7 +263,7 @@ def _read_csv(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem
             continue
         if len(values) > len(header):
             short.append(start)
-        table.rows.append({k: (v if v != "" else None) for k, v in zip(header, values)})
+        table.rows.append({k: (v if v != "" else None) for k, v in zip(header, values, strict=False)})
         line_of.append(start)
     table._parts = [(0, _line_locator(path, line_of))]
     problems = []

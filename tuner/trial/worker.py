@@ -374,7 +374,7 @@ class Trial:
         self.extra["optimizer_steps_s"] = [round(x, 6) for x in opt_all]
         if distributed and ga > 1:
             micro_s = statistics.median(x for row in micro_all for x in row[:-1])
-            opt_s = statistics.median(o + sum(row) - ga * micro_s for row, o in zip(micro_all, opt_all))
+            opt_s = statistics.median(o + sum(row) - ga * micro_s for row, o in zip(micro_all, opt_all, strict=True))
         else:
             micro_s = statistics.median(x for row in micro_all for x in row)
             opt_s = statistics.median(opt_all)
@@ -433,7 +433,7 @@ class Trial:
         except Exception as exc:  # noqa: BLE001 - a rank went away: keep this rank's figures
             self.extra["reduce_error"] = _first_line(exc)
             return
-        for n, v in zip(names, reduced):
+        for n, v in zip(names, reduced, strict=True):
             if n.endswith("_s"):
                 setattr(r, n, v)
             else:

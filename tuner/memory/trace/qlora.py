@@ -95,7 +95,7 @@ def _lora_4bit_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) ->
     to the adapter's dtype only outside autocast."""
     result = self.base_layer(x, *args, **kwargs).clone()
     for name in self.active_adapters:
-        if name not in self.lora_A.keys():
+        if name not in self.lora_A:
             continue
         lora_A, lora_B = self.lora_A[name], self.lora_B[name]
         # PEFT asks ``torch.is_autocast_enabled()``, which means CUDA autocast; the trace emulates the CUDA run under
