@@ -222,7 +222,7 @@ def _sharegpt(table: Table, attr: DatasetAttr, kind: str, rp: RowProblems) -> li
             if role not in accept[turn % 2]:
                 broken = f"roles out of order (expected {names}, alternating)"
                 break
-            aligned.append((tag_mapping[role], m.get(content_tag)))  # type: ignore[arg-type]
+            aligned.append((tag_mapping[role], m.get(content_tag)))
         if not broken and ((not ranking and len(aligned) % 2 != 0) or (ranking and len(aligned) % 2 == 0)):
             broken = "an odd number of messages (the last one has no answer)" if not ranking else (
                 "an even number of messages before chosen/rejected")

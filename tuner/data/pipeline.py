@@ -194,7 +194,7 @@ class _State:
             from tuner.data.templates import TEMPLATES
 
             if name in TEMPLATES:
-                self._template = TEMPLATES[name]  # type: ignore[index]
+                self._template = TEMPLATES[name]
             else:
                 info = self.req.tokenizer
                 raw = load_tokenizer(info) if info.chat_template else None

@@ -286,8 +286,8 @@ def _read_text(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Proble
 
 def _read_parquet(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem]]:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         raise _Unreadable("reading parquet needs pyarrow: pip install 'cfgtune[data]'") from None
     try:
@@ -299,8 +299,8 @@ def _read_parquet(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Pro
 
 def _read_arrow(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem]]:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        from pyarrow import ipc  # type: ignore[import-untyped]
+        import pyarrow as pa
+        from pyarrow import ipc
     except ImportError:
         raise _Unreadable("reading arrow files needs pyarrow: pip install 'cfgtune[data]'") from None
     try:

@@ -132,7 +132,7 @@ class RssMonitor(Monitor):
         self._root: Any = None
 
     def attach(self, pid: int) -> None:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         try:
             self._root = psutil.Process(pid)

@@ -33,7 +33,7 @@ import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeGuard
 
 if TYPE_CHECKING:
     from tuner.config.context import Context
@@ -203,7 +203,7 @@ def lf_stops(text: str) -> str:
     return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """A finite int or float as YAML gives it: not a bool (``true`` is an int to Python), not inf or nan (YAML's
     ``.inf``/``.nan``), not an int too large for a float. Rules compare and multiply such values; the key schema
     and the numeric-range rules report the others."""
