@@ -182,10 +182,6 @@ class KeySpec:
         d = self.at(target) or self.declarations[-1]
         return d.kind
 
-    def choices_for(self, target: TargetVersions | int | None = None) -> tuple[Any, ...] | None:
-        d = self.at(target)
-        return d.choices if d else None
-
     def default_for(self, target: TargetVersions | int | None = None) -> Any:
         d = self.at(target)
         return d.default if d else None
@@ -253,15 +249,6 @@ class Schema:
     transformers_versions: tuple[Version, ...]
     releases: dict[Version, Loading]
     keys: dict[str, KeySpec]
-
-    @property
-    def llamafactory_version(self) -> str:
-        """The newest LLaMA-Factory release in the table."""
-        return str(self.llamafactory_versions[-1])
-
-    @property
-    def llamafactory_describe(self) -> str:
-        return f"v{self.llamafactory_versions[0]}..v{self.llamafactory_versions[-1]}"
 
     def get(self, name: str) -> KeySpec | None:
         return self.keys.get(name)

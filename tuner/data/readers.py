@@ -55,22 +55,6 @@ class Table:
         return out
 
 
-def read_files(dataset: str, paths: list[Path], ftype: str) -> tuple[Table, list[Problem]]:
-    """Read every file of one dataset (all of the same type, as LLaMA-Factory requires)."""
-    table = Table()
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            problems.append(Problem(dataset, "unreadable", f"{path}: cannot read: {exc.strerror or exc}"))
-            continue
-        part, probs = read_bytes(dataset, path, raw, ftype)
-        problems.extend(probs)
-        table.extend(part)
-    return table, problems
-
-
 def read_bytes(dataset: str, path: Path, raw: bytes, ftype: str) -> tuple[Table, list[Problem]]:
     if not raw.strip():
         return Table(), [Problem(dataset, "empty", f"{path} is empty: LLaMA-Factory finds no samples in it")]

@@ -215,7 +215,3 @@ class SplitStats:
             "response": self.percentiles("response"),
             "total": self.percentiles("total"),
         }
-
-
-def round_up(value: float, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple) if value > 0 else multiple

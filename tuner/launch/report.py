@@ -62,10 +62,6 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
-def _tps(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}"
-
-
 def _mb(v: int | None) -> str:
     return format_bytes(v, unit="GiB") if v is not None and v >= 256 * 1024**2 else format_bytes(v)
 

@@ -31,7 +31,7 @@ import math
 import enum
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeGuard
 
@@ -182,19 +182,6 @@ class Rule:
     @classmethod
     def good_examples(cls) -> list[str]:
         return [e.yaml for e in cls.examples() if e.title.lower().startswith("good")]
-
-
-@dataclass
-class RuleSet:
-    """The rules chosen for a run, in code order."""
-
-    rules: list[Rule] = field(default_factory=list)
-
-    def __iter__(self) -> Iterator[Rule]:
-        return iter(self.rules)
-
-    def __len__(self) -> int:
-        return len(self.rules)
 
 
 # -- small helpers every rule family needs ------------------------------------------------------------------------
