@@ -96,7 +96,7 @@ UNSLOTH_UPCAST_70B = 2 * 128256 * 8192 * 2
 def records() -> list[Record]:
     out: list[Record] = []
     for method, values in QWEN_7B.items():
-        for length, gib in zip(QWEN_LENGTHS, values):
+        for length, gib in zip(QWEN_LENGTHS, values, strict=True):
             setup = dict(QWEN_LORA, cutoff_len=length)
             adjust, note, caveat = 0.0, "", ""
             if method == "LoRA (emb)":

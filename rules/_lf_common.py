@@ -97,11 +97,6 @@ def int_value(ctx: Context, key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def set_and_positive(ctx: Context, key: str, eps: float = 1e-6) -> bool:
-    v = ctx.number(key)
-    return v is not None and v > eps
-
-
 def val_size(ctx: Context) -> float:
     v = ctx.number("val_size", 0.0) or 0.0
     return v if isinstance(v, float) else float(max(-(2**53), min(v, 2**53)))  # huge ints stay huge, not crash

@@ -438,7 +438,7 @@ class EvalNeedsData(Rule):
             return
         key = reasons[0]
         by_strategy = key == strategy_key
-        if by_strategy and ctx.schema.accepted(key, ctx.options.command, ctx.options.target) is None:
+        if by_strategy and ctx.schema.accepted(key, ctx.kind.command, ctx.options.target) is None:
             return  # the target transformers refuses the old name itself: KEY002 says so, one problem one finding
         why = f"`{key}: {strategy}` turns on `do_eval`" if by_strategy else f"`{key}: true`"
         fix = None

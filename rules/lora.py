@@ -33,7 +33,7 @@ def _intended(v: object) -> float | None:
     """A number as the user meant it: ``"16"`` is 16 here (KEY003 reports the quoting separately)."""
     try:
         if is_number(v):
-            return float(v)  # type: ignore[arg-type]
+            return float(v)
         if isinstance(v, str):
             return float(v.strip())
     except (ValueError, OverflowError):  # an integer past float's range is no rank or alpha anyone meant

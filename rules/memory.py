@@ -28,12 +28,6 @@ def _hw_name(ctx: Context) -> str:
     return str(getattr(hw, "display", None) or getattr(hw, "name", "the GPU"))
 
 
-def _setup(ctx: Context) -> Any:
-    from tuner.memory.from_config import setup_from_context
-
-    return ctx.cached("memory.setup", lambda: setup_from_context(ctx))
-
-
 def _estimate(ctx: Context, setup: Any) -> Any:
     from tuner.memory.estimator import estimate
 

@@ -268,7 +268,7 @@ class KTCpuActivationNeedsKT(Rule):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        if ctx.schema.accepted("kt_cpu_activation", ctx.options.command, ctx.options.target) is None:
+        if ctx.schema.accepted("kt_cpu_activation", ctx.kind.command, ctx.options.target) is None:
             return  # a release without KTransformers' arguments refuses the key itself (KEY001)
         if ctx.get("kt_cpu_activation") is not None and not ctx.flag("use_kt"):
             yield Finding(

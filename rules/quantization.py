@@ -325,7 +325,7 @@ def _on_the_fly(ctx: Context, method: str | None) -> str | None:
 
 def _schema_reports(ctx: Context, key: str) -> bool:
     """Whether the key schema's type and choice check (KEY003) already reports this key's value."""
-    spec = ctx.schema.accepted(key, ctx.options.command, ctx.options.target)
+    spec = ctx.schema.accepted(key, ctx.kind.command, ctx.options.target)
     if spec is None or not ctx.has(key):
         return False
     return type_problem(spec, ctx.get(key), ctx.options.target) is not None

@@ -12,7 +12,8 @@ from tuner.config.context import Context
 from tuner.config.ranges import BANDS, Band
 from tuner.lint.fixes import set_key
 from tuner.lint.rule import Finding, Rule, Severity
-from tuner.rules._lf_common import command, eval_strategy_key
+
+from ._lf_common import command, eval_strategy_key
 
 #: Commands that generate text with the GeneratingArguments (``llamafactory-cli chat``, ``api``, ...).
 _CHAT_COMMANDS = frozenset({"infer", "chat", "api", "webchat"})

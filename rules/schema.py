@@ -14,7 +14,7 @@ from tuner.config.schema import UNSAFE_RENAMES, value_problem
 from tuner.config.versions import Version
 from tuner.config.context import Context
 from tuner.lint.fixes import rename_key, replace_value, yaml_scalar
-from tuner.lint.rule import Finding, Rule, Severity, SkipRule
+from tuner.lint.rule import Finding, Fix, Rule, Severity, SkipRule
 
 from ._lf_common import STAGE_ONLY_KEYS
 
@@ -54,7 +54,7 @@ class UnknownKey(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         schema = ctx.schema
-        command = ctx.options.command
+        command = ctx.kind.command
         target = ctx.options.target
         claimed = set(ctx.data)
         env = {k: ctx.options.env.get(k, "").lower() in ("1", "true", "y") for k in ("USE_MCA", "USE_MEGATRON_BRIDGE")}
@@ -170,11 +170,11 @@ class RenamedKey(Rule):
     def check(self, ctx: Context) -> Iterator[Finding]:
         target = ctx.options.target
         for key in ctx.data:
-            renamed = ctx.schema.renamed(key, ctx.options.command, target)
+            renamed = ctx.schema.renamed(key, ctx.kind.command, target)
             if renamed is None:
                 continue
             new, why = renamed
-            accepted = ctx.schema.accepted(key, ctx.options.command, target)
+            accepted = ctx.schema.accepted(key, ctx.kind.command, target)
             safe = key not in UNSAFE_RENAMES
             fix = None
             if new in ctx.data:
@@ -199,7 +199,7 @@ class RenamedKey(Rule):
             )
 
 
-def _rename_with_value(ctx: Context, key: str, new: str, value_text: str):  # type: ignore[no-untyped-def]
+def _rename_with_value(ctx: Context, key: str, new: str, value_text: str) -> Fix | None:
     from tuner.lint.fixes import combine
 
     return combine(
@@ -260,7 +260,7 @@ class WrongType(Rule):
             if key == "quantization_method":
                 yield from self._bitsandbytes_spelling(ctx, value)
                 continue  # other methods: QUANT010 knows what each does with quantization_bit
-            spec = ctx.schema.accepted(key, ctx.options.command, target)
+            spec = ctx.schema.accepted(key, ctx.kind.command, target)
             if spec is None:
                 continue
             if value is None and ctx.stage not in STAGE_ONLY_KEYS.get(key, (ctx.stage,)):
@@ -376,7 +376,7 @@ class DerivedKey(Rule):
         target = ctx.options.target
         for key in ctx.data:
             spec = ctx.schema.declaration(key, target)
-            if spec is None or spec.settable or ctx.schema.renamed(key, ctx.options.command, target):
+            if spec is None or spec.settable or ctx.schema.renamed(key, ctx.kind.command, target):
                 continue
             yield Finding(
                 key=key,

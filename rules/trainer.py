@@ -1808,10 +1808,11 @@ class DictArgumentText(Rule):
             if value.startswith("{"):
                 try:
                     json.loads(value)
-                except ValueError as exc:
+                except ValueError as exc:  # a JSONDecodeError, or an integer past Python's int-string limit
+                    why = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc).split(":")[0]
                     yield Finding(
                         key=key,
-                        message=f"`{key}` starts with `{{` but is not valid JSON ({exc.msg}, column {exc.colno}): "
+                        message=f"`{key}` starts with `{{` but is not valid JSON ({why}): "
                         "transformers parses it when the training arguments are built and stops the run",
                         hint="quote the keys and strings with double quotes, or write the mapping as YAML",
                     )

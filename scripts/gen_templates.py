@@ -114,11 +114,11 @@ def read_hub_ids(text: str) -> dict[str, dict[str, Any]]:
         models = kw.get("models")
         if not isinstance(models, ast.Dict):
             continue
-        for key, paths in zip(models.keys, models.values):
+        for key, paths in zip(models.keys, models.values, strict=True):
             name = _const(key)
             if not isinstance(name, str) or not isinstance(paths, ast.Dict):
                 continue
-            for src, path in zip(paths.keys, paths.values):
+            for src, path in zip(paths.keys, paths.values, strict=True):
                 if isinstance(src, ast.Attribute) and src.attr == "DEFAULT" and isinstance(_const(path), str):
                     applies = template is not None and (
                         any(s in name for s in ("-Chat", "-Distill", "-Instruct", "-Thinking")) or multimodal

@@ -226,7 +226,7 @@ class Module:
                 settable = False
             meta = kw.get("metadata")
             if isinstance(meta, ast.Dict):
-                for k, v in zip(meta.keys, meta.values):
+                for k, v in zip(meta.keys, meta.values, strict=True):
                     if isinstance(k, ast.Constant) and k.value == "help":
                         try:
                             help_text = str(ast.literal_eval(v))
@@ -535,7 +535,7 @@ def build(
                 attrs = {k: v for k, v in entry.items()}
                 attrs["commands"] = sorted(attrs["commands"], key=["train", "infer", "export", "eval", "megatron"].index)
                 by_group.setdefault(entry["group"], {})[version] = attrs
-        for group, present in by_group.items():
+        for present in by_group.values():
             for r in _ranges(lf_versions, present):
                 keys.setdefault(name, []).append({"source": "llamafactory", "lf": [r.pop("since"), r.pop("until")], **r})
     tf_names = {n for per in tf_keys.values() for n in per}

@@ -96,7 +96,7 @@ def test_an_oom_run_is_a_lower_bound_that_raises_the_factor() -> None:
     low_oom = run(needed_bytes=8 * GIB, oom=True, exit_code=1)
     cal = calibration([*ok, low_oom], model="m", hardware="h100-sxm-80g")
     assert cal is not None and cal.factor == pytest.approx(1.05)  # a bound below the median changes nothing
-    assert "2 real runs and 1 out-of-memory run (lower bounds)" == cal.describe()
+    assert cal.describe() == "2 real runs and 1 out-of-memory run (lower bounds)"
 
 
 def _estimate(*args: str) -> Any:

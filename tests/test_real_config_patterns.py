@@ -237,7 +237,7 @@ def test_template_history_covers_every_supported_release() -> None:
     from tuner.config._templates_data import TEMPLATES
     from tuner.config.versions import llamafactory_releases
 
-    assert RELEASES == tuple(str(r) for r in llamafactory_releases())
+    assert tuple(str(r) for r in llamafactory_releases()) == RELEASES
     assert set(TEMPLATES) <= set(TEMPLATE_RELEASES)  # every template the flags table knows has its releases
     assert TEMPLATE_RELEASES["qwen"] == tuple(range(len(RELEASES)))
 

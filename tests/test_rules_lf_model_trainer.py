@@ -608,6 +608,9 @@ def test_dict_arguments_written_as_text() -> None:
     assert not fired("fsdp_config: fsdp.json\naccelerator_config: acc.json\n", "TRAIN027")  # file names
     assert not fired('lr_scheduler_kwargs: \'{"min_lr_rate": 0.1}\'\n', "TRAIN027")
     assert not fired("do_train: true\nlr_scheduler_type: constant\nlr_scheduler_kwargs: x\n", "TRAIN027")
+    # json.loads raises a plain ValueError (no position) for an integer past Python's int-string limit
+    (v,) = fired(f"lr_scheduler_kwargs: '{{\"min_lr_rate\": {'1' * 5000}}}'\n", "TRAIN027")
+    assert "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion)" in v.message
 
 
 def test_optim_args_format() -> None:

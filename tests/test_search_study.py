@@ -121,7 +121,9 @@ def test_oom_prunes_bigger_points_without_running_them(tmp_path: Path) -> None:
 
 
 def test_pruned_and_repeated_points_do_not_count_against_n_trials(tmp_path: Path) -> None:
-    est = lambda spec: peak_of(spec) * 2
+    def est(spec: TrialSpec) -> int:
+        return peak_of(spec) * 2
+
     runner = FakeRunner()
     search = new_search(tmp_path, runner, n_trials=6, estimator=est)
     sp = search.space

@@ -205,7 +205,10 @@ def test_two_workers_on_postgres_and_a_worker_killed_mid_trial(workdir: Path, pg
         child = kids[0] if kids else None
         assert a.proc.poll() is None, a.log.read_text()
     assert trial is not None and child is not None, "worker A never started a trial"
-    seq = lambda: study.get_trials()[trial.number].user_attrs["heartbeat"]["seq"]
+
+    def seq() -> int:
+        return study.get_trials()[trial.number].user_attrs["heartbeat"]["seq"]
+
     first = seq()
     time.sleep(1.2)
     assert seq() > first  # A's heartbeat thread beats while its trial runs

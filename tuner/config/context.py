@@ -233,7 +233,7 @@ class Context:
                 env=self.options.env,
             )
 
-        return self.cached("resolved", compute)  # type: ignore[no-any-return]
+        return self.cached("resolved", compute)
 
     # -- lazily resolved facts ---------------------------------------------------------------------------
     def skip_reason(self, need: Need) -> str | None:

@@ -22,7 +22,6 @@ TRAIN = "train"
 EXPORT = "export"
 INFER = "infer"
 EVAL = "eval"
-KINDS = (TRAIN, EXPORT, INFER, EVAL)
 
 #: Keys that only a training run reads (TrainingArguments, the dataset pipeline, the trainer's stage).
 _TRAIN_KEYS = frozenset(
@@ -69,15 +68,6 @@ class ConfigKind:
     def command(self) -> str:
         """The command whose parser the key schema checks the file against (``train``/``export``/``infer``/``eval``)."""
         return self.kind
-
-    @property
-    def commands_text(self) -> str:
-        return {
-            TRAIN: "llamafactory-cli train",
-            EXPORT: "llamafactory-cli export",
-            INFER: "llamafactory-cli chat/api/webchat",
-            EVAL: "llamafactory-cli eval",
-        }[self.kind]
 
 
 def detect_kind(data: Mapping[str, Any], stated: str | None = None) -> ConfigKind:

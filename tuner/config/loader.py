@@ -57,7 +57,7 @@ _OMEGACONF_FLOAT = re.compile(
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class LLaMAFactoryLoader(_Base):  # type: ignore[misc, valid-type]
+class LLaMAFactoryLoader(_Base):
     """PyYAML's safe loader with OmegaConf's implicit resolvers (see the module docstring)."""
 
 

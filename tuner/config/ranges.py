@@ -48,7 +48,7 @@ class Band:
     only_float: bool = False
     severity: str = "error"  # error: the run fails or trains nothing useful; warning: it runs, differently
 
-    def contains(self, value: int | float) -> bool:
+    def contains(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return False
         if self.only_float and not isinstance(value, float):

@@ -142,7 +142,7 @@ def resolve(
     ft = str(data.get("finetuning_type") or "lora")
     optim_value = data.get("optim")
     stated = isinstance(optim_value, str) and bool(optim_value.strip())
-    optim = optim_value.strip().lower() if stated else default_optim(target)
+    optim = optim_value.strip().lower() if isinstance(optim_value, str) and stated else default_optim(target)
     custom = next(
         (name for flag, name in (("use_galore", "galore"), ("use_apollo", "apollo"), ("use_badam", "badam"),
                                  ("use_adam_mini", "adam_mini")) if data.get(flag)),

@@ -182,10 +182,6 @@ class KeySpec:
         d = self.at(target) or self.declarations[-1]
         return d.kind
 
-    def choices_for(self, target: TargetVersions | int | None = None) -> tuple[Any, ...] | None:
-        d = self.at(target)
-        return d.choices if d else None
-
     def default_for(self, target: TargetVersions | int | None = None) -> Any:
         d = self.at(target)
         return d.default if d else None
@@ -255,12 +251,8 @@ class Schema:
     keys: dict[str, KeySpec]
 
     @property
-    def llamafactory_version(self) -> str:
-        """The newest LLaMA-Factory release in the table."""
-        return str(self.llamafactory_versions[-1])
-
-    @property
     def llamafactory_describe(self) -> str:
+        """The releases the table covers, for generated files: ``v0.8.0..v0.9.6``."""
         return f"v{self.llamafactory_versions[0]}..v{self.llamafactory_versions[-1]}"
 
     def get(self, name: str) -> KeySpec | None:

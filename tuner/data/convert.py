@@ -80,10 +80,7 @@ def convert(table: Table, attr: DatasetAttr, kind: str) -> tuple[list[Sample], l
     if any(p.fatal for p in problems) or not table.rows:
         return [], problems, 0
     rows = RowProblems(attr.name)
-    if attr.formatting == "alpaca":
-        samples = _alpaca(table, attr, kind, rows)
-    else:
-        samples = _sharegpt(table, attr, kind, rows)
+    samples = _alpaca(table, attr, kind, rows) if attr.formatting == "alpaca" else _sharegpt(table, attr, kind, rows)
     media = 0
     cols = [c for c in (attr.images, attr.videos, attr.audios) if c]
     if cols:
@@ -225,7 +222,7 @@ def _sharegpt(table: Table, attr: DatasetAttr, kind: str, rp: RowProblems) -> li
             if role not in accept[turn % 2]:
                 broken = f"roles out of order (expected {names}, alternating)"
                 break
-            aligned.append((tag_mapping[role], m.get(content_tag)))  # type: ignore[arg-type]
+            aligned.append((tag_mapping[role], m.get(content_tag)))
         if not broken and ((not ranking and len(aligned) % 2 != 0) or (ranking and len(aligned) % 2 == 0)):
             broken = "an odd number of messages (the last one has no answer)" if not ranking else (
                 "an even number of messages before chosen/rejected")

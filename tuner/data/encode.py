@@ -156,8 +156,8 @@ def _piecewise_ok(tokenizer: Any, strings: list[str]) -> bool:
     exact = _encode_lengths(tokenizer, probe)
     split = [_SPLIT.split(s) for s in probe]
     flat = list({p for ps in split for p in ps})
-    memo = dict(zip(flat, _encode_lengths(tokenizer, flat).tolist()))
-    return all(sum(memo[p] for p in ps) == e for ps, e in zip(split, exact.tolist()))
+    memo = dict(zip(flat, _encode_lengths(tokenizer, flat).tolist(), strict=True))
+    return all(sum(memo[p] for p in ps) == e for ps, e in zip(split, exact.tolist(), strict=True))
 
 
 def count_tokens(strings: list[str], tokenizer: Any) -> np.ndarray:
@@ -181,7 +181,7 @@ def count_tokens(strings: list[str], tokenizer: Any) -> np.ndarray:
         miss = np.flatnonzero(vals < 0)
         if miss.size:
             new = list({flat[i] for i in miss.tolist()})
-            memo.update(zip(new, _encode_lengths(tokenizer, new).tolist()))
+            memo.update(zip(new, _encode_lengths(tokenizer, new).tolist(), strict=True))
             vals[miss] = [memo[flat[i]] for i in miss.tolist()]
         counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
         offsets = np.zeros(len(pieces), dtype=np.int64)

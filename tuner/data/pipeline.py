@@ -194,7 +194,7 @@ class _State:
             from tuner.data.templates import TEMPLATES
 
             if name in TEMPLATES:
-                self._template = TEMPLATES[name]  # type: ignore[index]
+                self._template = TEMPLATES[name]
             else:
                 info = self.req.tokenizer
                 raw = load_tokenizer(info) if info.chat_template else None
@@ -249,7 +249,7 @@ def _one(state: _State, template: ChatTemplate, name: str, key: str) -> DatasetR
             rep.seconds = time.perf_counter() - t0
             return rep
     table = Table()
-    for f, raw in zip(files, raws):
+    for f, raw in zip(files, raws, strict=True):
         part, probs = read_bytes(name, shown(f, req.cwd), raw, ftype)
         rep.problems += probs
         table.extend(part)

@@ -55,22 +55,6 @@ class Table:
         return out
 
 
-def read_files(dataset: str, paths: list[Path], ftype: str) -> tuple[Table, list[Problem]]:
-    """Read every file of one dataset (all of the same type, as LLaMA-Factory requires)."""
-    table = Table()
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            problems.append(Problem(dataset, "unreadable", f"{path}: cannot read: {exc.strerror or exc}"))
-            continue
-        part, probs = read_bytes(dataset, path, raw, ftype)
-        problems.extend(probs)
-        table.extend(part)
-    return table, problems
-
-
 def read_bytes(dataset: str, path: Path, raw: bytes, ftype: str) -> tuple[Table, list[Problem]]:
     if not raw.strip():
         return Table(), [Problem(dataset, "empty", f"{path} is empty: LLaMA-Factory finds no samples in it")]
@@ -206,7 +190,7 @@ def _read_json_lines(dataset: str, path: Path, text: str) -> tuple[Table, list[P
                 raise _Unreadable(
                     "a single pretty-printed JSON object, not JSON Lines or an array of rows",
                     hint="write one JSON object per line, or a JSON array of objects",
-                )
+                ) from None
             problem = Problem(
                 dataset, "unreadable",
                 f"{path}: {len(bad)} of {len(numbered)} lines are not valid JSON ({msg}); `datasets` cannot load the "
@@ -222,7 +206,7 @@ def _read_json_lines(dataset: str, path: Path, text: str) -> tuple[Table, list[P
     table = Table()
     line_of: list[int] = []
     not_obj: list[int] = []
-    for (no, _), r in zip(numbered, rows):
+    for (no, _), r in zip(numbered, rows, strict=True):
         if isinstance(r, dict):
             table.rows.append(r)
             line_of.append(no)
@@ -263,7 +247,7 @@ def _read_csv(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem
             continue
         if len(values) > len(header):
             short.append(start)
-        table.rows.append({k: (v if v != "" else None) for k, v in zip(header, values)})
+        table.rows.append({k: (v if v != "" else None) for k, v in zip(header, values, strict=False)})
         line_of.append(start)
     table._parts = [(0, _line_locator(path, line_of))]
     problems = []
@@ -286,8 +270,8 @@ def _read_text(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Proble
 
 def _read_parquet(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem]]:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         raise _Unreadable("reading parquet needs pyarrow: pip install 'cfgtune[data]'") from None
     try:
@@ -299,8 +283,8 @@ def _read_parquet(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Pro
 
 def _read_arrow(dataset: str, path: Path, raw: bytes) -> tuple[Table, list[Problem]]:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        from pyarrow import ipc  # type: ignore[import-untyped]
+        import pyarrow as pa
+        from pyarrow import ipc
     except ImportError:
         raise _Unreadable("reading arrow files needs pyarrow: pip install 'cfgtune[data]'") from None
     try:

@@ -124,7 +124,7 @@ class SplitStats:
         if arr.size == 0:
             return {}
         values = np.percentile(arr, PERCENTILES)
-        out = {f"p{p}": float(v) for p, v in zip(PERCENTILES, values)}
+        out = {f"p{p}": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
         out["max"] = float(arr.max())
         out["mean"] = float(arr.mean())
         out["min"] = float(arr.min())
@@ -163,7 +163,7 @@ class SplitStats:
         # multi-turn samples: the loop of _encode_data_example
         for i in np.nonzero(~single)[0]:
             a, b = int(tl.offsets[i]), int(tl.offsets[i + 1])
-            pairs = list(zip(tl.src[a:b].tolist(), tl.tgt[a:b].tolist()))
+            pairs = list(zip(tl.src[a:b].tolist(), tl.tgt[a:b].tolist(), strict=True))
             order = list(range(len(pairs)))[::-1] if mask_history else list(range(len(pairs)))
             total = reserve
             resp = 0
@@ -215,7 +215,3 @@ class SplitStats:
             "response": self.percentiles("response"),
             "total": self.percentiles("total"),
         }
-
-
-def round_up(value: float, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple) if value > 0 else multiple

@@ -90,7 +90,7 @@ class Detection:
 
 def load_nvml() -> Any:
     """The pynvml module; raises ImportError when nvidia-ml-py is not installed."""
-    import pynvml  # type: ignore[import-untyped]
+    import pynvml
 
     return pynvml
 

@@ -294,10 +294,6 @@ def list_profiles() -> list[HardwareProfile]:
     return list(_registry().profiles)
 
 
-def profile_names() -> list[str]:
-    return [p.name for p in _registry().profiles]
-
-
 def get_profile(name: str) -> HardwareProfile:
     """The profile for an id, an alias, or a device name as nvidia-smi prints it.
 

@@ -98,11 +98,11 @@ class Monitor(Periodic):
             return
         obs = self.observed
         obs.samples += 1
-        for dev, v in zip(obs.devices, values):
+        for dev, v in zip(obs.devices, values, strict=False):
             dev.peak_used_bytes = max(dev.peak_used_bytes, v)
         self._tick += 1
         if self._tick % self._stride == 0:
-            obs.timeline.append((time.monotonic() - self._t0, [max(0, v - d.baseline_bytes) for v, d in zip(values, obs.devices)]))
+            obs.timeline.append((time.monotonic() - self._t0, [max(0, v - d.baseline_bytes) for v, d in zip(values, obs.devices, strict=False)]))
             if len(obs.timeline) > TIMELINE_POINTS:
                 obs.timeline[:] = obs.timeline[::2]
                 self._stride *= 2
@@ -132,7 +132,7 @@ class RssMonitor(Monitor):
         self._root: Any = None
 
     def attach(self, pid: int) -> None:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         try:
             self._root = psutil.Process(pid)

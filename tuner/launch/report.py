@@ -62,10 +62,6 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
-def _tps(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}"
-
-
 def _mb(v: int | None) -> str:
     return format_bytes(v, unit="GiB") if v is not None and v >= 256 * 1024**2 else format_bytes(v)
 
@@ -129,8 +125,8 @@ def plot_pareto(records: Sequence[TrialRecord], choice: Choice | None, path: Pat
     if feas:
         xs = [c.point.rank for c in feas]
         ys = [c.tokens_per_s or 0.0 for c in feas]
-        lo = [max(0.0, y - (c.estimate.lo if c.estimate else y)) for c, y in zip(feas, ys)]
-        hi = [max(0.0, (c.estimate.hi if c.estimate else y) - y) for c, y in zip(feas, ys)]
+        lo = [max(0.0, y - (c.estimate.lo if c.estimate else y)) for c, y in zip(feas, ys, strict=True)]
+        hi = [max(0.0, (c.estimate.hi if c.estimate else y) - y) for c, y in zip(feas, ys, strict=True)]
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", ms=5, color="#9bb7d4", ecolor="#c5d5e6", capsize=2,
                     label="feasible points (95% interval)", zorder=2)  # fmt: skip
     if front:
@@ -244,7 +240,7 @@ def render_markdown(records: Sequence[TrialRecord], choice: Choice | None, ctx: 
         c = choice.record
         head = ["", "baseline (hand-written recipe)", "chosen"]
         rows = [["trial", f"#{base.number}" if base else "-", f"#{c.number}"]]
-        for d, b, x in zip(dims, _config_cells(base, lora, space), _config_cells(c, lora, space)):
+        for d, b, x in zip(dims, _config_cells(base, lora, space), _config_cells(c, lora, space), strict=True):
             rows.append([_dim_label(d) + (" (alpha = 2 × rank)" if d.field == "rank" else ""), b, x])
         base_feasible = base is not None and base.feasible
         rows.append(["peak memory (measured)",
@@ -310,7 +306,7 @@ def render_markdown(records: Sequence[TrialRecord], choice: Choice | None, ctx: 
             out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             for c in front:
                 cells = [f"#{c.number}", str(c.point.rank), _tps_cell(c), str(c.n_runs), _mb(c.peak_bytes)]
-                cells += [x for d, x in zip(dims, _config_cells(c, lora, space)) if d.field != "rank"]
+                cells += [x for d, x in zip(dims, _config_cells(c, lora, space), strict=True) if d.field != "rank"]
                 out.append("| " + " | ".join(_cell(x) for x in cells) + " |")
             out.append("")
     else:

@@ -31,9 +31,9 @@ import math
 import enum
 import inspect
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeGuard
 
 if TYPE_CHECKING:
     from tuner.config.context import Context
@@ -184,26 +184,13 @@ class Rule:
         return [e.yaml for e in cls.examples() if e.title.lower().startswith("good")]
 
 
-@dataclass
-class RuleSet:
-    """The rules chosen for a run, in code order."""
-
-    rules: list[Rule] = field(default_factory=list)
-
-    def __iter__(self) -> Iterator[Rule]:
-        return iter(self.rules)
-
-    def __len__(self) -> int:
-        return len(self.rules)
-
-
 # -- small helpers every rule family needs ------------------------------------------------------------------------
 def lf_stops(text: str) -> str:
     """How a message quotes a start-up refusal: ``LLaMA-Factory stops at start-up with "<its message>"``."""
     return f'LLaMA-Factory stops at start-up with "{text}"'
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """A finite int or float as YAML gives it: not a bool (``true`` is an int to Python), not inf or nan (YAML's
     ``.inf``/``.nan``), not an int too large for a float. Rules compare and multiply such values; the key schema
     and the numeric-range rules report the others."""

@@ -17,7 +17,6 @@ from tuner.memory.fit import max_batch_that_fits, max_cutoff_that_fits
 from tuner.memory.setup import TrainSetup, ZeroConfig
 
 #: LLaMA-Factory's shipped DeepSpeed configs (``examples/deepspeed/``), relative to its repository root.
-DS_Z2 = "examples/deepspeed/ds_z2_config.json"
 DS_Z3 = "examples/deepspeed/ds_z3_config.json"
 DS_Z3_OFFLOAD = "examples/deepspeed/ds_z3_offload_config.json"
 #: What those files set: HF "auto" buckets, overlap_comm off.

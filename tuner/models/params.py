@@ -139,10 +139,6 @@ class ParamCounts:
         return self.language_model + self.vision
 
     @property
-    def non_embedding(self) -> int:
-        return self.total - self.embeddings - self.lm_head
-
-    @property
     def active(self) -> int:
         """Parameters one token uses: all of a dense model; for MoE only its top-k experts (embeddings included)."""
         return self.embeddings + self.lm_head + self._sum("active") + self.final_norm + self.vision

@@ -17,7 +17,7 @@ ran back to back in at least two rounds (drifts of the machine cancel), else fro
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,10 +94,6 @@ class Candidate:
     def peak_bytes(self) -> int | None:
         peaks = self.peaks
         return int(statistics.median(peaks)) if peaks else None
-
-    @property
-    def peak_max(self) -> int | None:
-        return max(self.peaks) if self.peaks else None
 
     @property
     def peak_fraction(self) -> float | None:
@@ -254,7 +250,3 @@ def one_dimension_apart(a: Point, b: Point) -> list[Any]:
     from tuner.search.space import DIMENSIONS
 
     return [d for d in DIMENSIONS if a.get(d) != b.get(d)]
-
-
-def runs_of(records: Iterable[TrialRecord], point: Point) -> list[TrialRecord]:
-    return [r for r in records if r.ran and r.point.key == point.key]

@@ -148,7 +148,7 @@ class Planner:
         preds = [self.pruner.predict(p).value for p in cands]
         if all(v is None for v in preds):
             return cands[len(cands) // 2]  # no estimator: bisect between what fitted and what did not
-        fitting = [p for p, v in zip(cands, preds) if v is not None and v <= self.ceiling_bytes]
+        fitting = [p for p, v in zip(cands, preds, strict=True) if v is not None and v <= self.ceiling_bytes]
         if fitting:
             return fitting[-1]
         # Predicted over, but not by enough to be pruned: the estimate is uncertain there, so one measurement

@@ -257,7 +257,7 @@ def finalists(data: Sequence[TrialRecord] | Pool, policy: Policy, limit: int = 3
         if c is pick:
             continue
         r = pool.compare(pick, c)
-        equivalent = 1 / (1 + EQUIVALENCE) <= r.lo and r.hi <= 1 + EQUIVALENCE
+        equivalent = r.lo >= 1 / (1 + EQUIVALENCE) and r.hi <= 1 + EQUIVALENCE
         if policy.same_class(pick, c) and not r.separated and not equivalent:
             scored.append((abs(r.center - 1), c))
     if policy.name == "balanced" and choice.best is not pick:

@@ -89,7 +89,7 @@ class Calibration:
             xs, ys = [p for p, _ in near], [m for _, m in near]
             mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
             var = sum((x - mx) ** 2 for x in xs)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 1.0
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 1.0
             slope = min(max(slope, SLOPE_BOUNDS[0]), SLOPE_BOUNDS[1])
             value = my + slope * (raw - mx)
             # never below what the nearest measurement's ratio says at half strength: a line through two noisy

@@ -127,7 +127,7 @@ def detect_device(opts: AutoOptions) -> Device:
             raise SetupError("--device cpu runs one trial process: drop --gpus (or use --gpus 1)")
         budget = opts.memory_budget or DEFAULT_CPU_BUDGET
         try:
-            import psutil  # type: ignore[import-untyped]
+            import psutil
 
             avail = psutil.virtual_memory().available
         except Exception:  # noqa: BLE001

@@ -197,7 +197,6 @@ DIMENSIONS: tuple[Dimension, ...] = (
     ),
 )  # fmt: skip
 
-DIMENSION_BY_NAME = {d.name: d for d in DIMENSIONS}
 #: The dimensions besides micro batch and rank: together they make a point's memory *regime* (the planner probes
 #: each regime's largest micro batch; the pruner calibrates the estimator per regime).
 REGIME_DIMENSIONS = tuple(d for d in DIMENSIONS if d.field not in ("micro", "rank"))
@@ -436,7 +435,3 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     if not items:
         raise SpaceError(f"{what}: give at least one value")
     return tuple(sorted(set(items)))
-
-
-def sorted_unique(values: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(sorted(set(values)))

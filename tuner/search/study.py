@@ -89,7 +89,7 @@ def make_storage(url: str) -> Any:
         raise StudyError(f"cannot open storage {url!r}: {exc}") from None
 
 
-def make_sampler(n_objectives: int, seed: int | None, n_startup_trials: int = 4) -> Any:
+def make_sampler(seed: int | None, n_startup_trials: int = 4) -> Any:
     import optuna
 
     # Multivariate TPE with constant liar (v5 defaults) copes with parallel workers; the few random start-up
@@ -158,13 +158,13 @@ def open_study(
                     f"study {name!r} was created for a different search; --resume needs the same options. "
                     "Differences: " + "; ".join(diff[:6])
                 )
-        sampler = make_sampler(len(probe.directions), seed)
+        sampler = make_sampler(seed)
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         return study, stored
     assert space is not None and meta is not None
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions(space),  # type: ignore[arg-type]
-        sampler=make_sampler(len(directions(space)), seed), load_if_exists=True,
+        sampler=make_sampler(seed), load_if_exists=True,
     )  # fmt: skip
     if META_KEY not in study.user_attrs:
         study.set_user_attr(META_KEY, {"version": META_VERSION, **meta, "space": space.to_dict()})

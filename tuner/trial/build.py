@@ -211,7 +211,7 @@ def _quantize_linears(model: torch.nn.Module, spec: TrialSpec, device: torch.dev
     import torch
 
     try:
-        import bitsandbytes as bnb  # type: ignore[import-not-found]
+        import bitsandbytes as bnb
     except ImportError as exc:
         raise TrialSetupError(
             f"quantization_bit {spec.quantization_bit} needs bitsandbytes, which is not importable here ({exc})"
@@ -267,7 +267,7 @@ def _add_vision_standin(model: torch.nn.Module, numel: int, dtype: torch.dtype, 
 def _apply_liger(model_type: str) -> None:
     """LLaMA-Factory's ``apply_liger_kernel``: patch the modeling module before the model is created."""
     try:
-        import liger_kernel.transformers as liger  # type: ignore[import-not-found]
+        import liger_kernel.transformers as liger
     except ImportError as exc:
         raise TrialSetupError(f"liger not installed: liger_kernel is not importable ({exc})") from exc
     fn = getattr(liger, f"apply_liger_kernel_to_{model_type}", None)
@@ -292,7 +292,7 @@ def _from_config(config: Any, dtype: torch.dtype, attn: str, notes: list[str]) -
 def _z3_moe_leaves(model: Any, notes: list[str]) -> None:
     """LLaMA-Factory's ``add_z3_leaf_module``: ZeRO-3 gathers a sparse MoE block whole, or ranks whose tokens
     route to different experts wait on each other's gathers forever."""
-    from deepspeed.utils import set_z3_leaf_modules  # type: ignore[import-not-found]
+    from deepspeed.utils import set_z3_leaf_modules
 
     classes = sorted({type(m) for m in model.modules() if type(m).__name__.endswith(("SparseMoeBlock", "MoeBlock"))},
                      key=lambda c: c.__name__)

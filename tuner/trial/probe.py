@@ -29,7 +29,7 @@ def vm_hwm_bytes(pid: int | str = "self") -> int | None:
 
 
 def rss_bytes() -> int:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     return int(psutil.Process().memory_info().rss)
 
@@ -126,7 +126,7 @@ def _visible_entry(local_rank: int) -> str:
 def open_nvml_device(local_rank: int) -> NvmlDevice | None:
     """The NVML handle of the GPU this rank will use, opened before CUDA is initialised (for the baseline)."""
     try:
-        import pynvml  # type: ignore[import-untyped]
+        import pynvml
 
         pynvml.nvmlInit()
         entry = _visible_entry(local_rank)

@@ -125,7 +125,7 @@ def _child_env(env: Mapping[str, str] | None, device: str = "cuda") -> dict[str,
 
 def _largest_rss(pid: int) -> int:
     """The largest RSS among a process and its descendants: the budget is per rank, as it is per GPU."""
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     try:
         root = psutil.Process(pid)
@@ -142,7 +142,7 @@ def _largest_rss(pid: int) -> int:
 
 
 def descendants(pid: int) -> list[Any]:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -175,7 +175,7 @@ def signal_all(pgid: int, procs: list[Any], sig: signal.Signals) -> None:
 
 def _kill_group(pgid: int, proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the child and everything below it, then SIGKILL to whatever is left."""
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     procs = descendants(proc.pid)  # before the leader dies: orphans cannot be found from it afterwards
     signal_all(pgid, procs, signal.SIGTERM)

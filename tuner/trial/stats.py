@@ -223,9 +223,7 @@ def combine(runs: Sequence[Measurement], between: float | None = None, confidenc
     noisy = any(not r.exact for r in runs)
     within = sum(r.se_rel**2 for r in runs) / k
     var = within / k + ((between or 0.0) ** 2 / k if noisy else 0.0)
-    if k >= 3:
-        var = max(var, statistics.variance(logs) / k)
-    elif k == 2 and noisy and between is None:
+    if k >= 3 or (k == 2 and noisy and between is None):
         var = max(var, statistics.variance(logs) / k)
     se = math.sqrt(var)
     lo, hi = _interval(center, se, confidence)

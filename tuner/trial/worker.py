@@ -87,7 +87,7 @@ def make_optimizer(spec: TrialSpec, params: list[Any], device: Any, *, deepspeed
 
     name = spec.optim
     if deepspeed_offload:
-        from deepspeed.ops.adam import DeepSpeedCPUAdam  # type: ignore[import-not-found]
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return DeepSpeedCPUAdam(params, lr=LEARNING_RATE)
     if name in ("adamw_torch", "adamw_hf"):
@@ -111,7 +111,7 @@ def make_optimizer(spec: TrialSpec, params: list[Any], device: Any, *, deepspeed
         if device.type != "cuda":
             raise TrialSetupError(f"optim {name} (bitsandbytes) needs a CUDA device")
         try:
-            import bitsandbytes as bnb  # type: ignore[import-not-found]
+            import bitsandbytes as bnb
         except ImportError as exc:
             raise TrialSetupError(f"optim {name} needs bitsandbytes, which is not importable here ({exc})") from exc
         return getattr(bnb.optim, bnb_names[name])(params, lr=LEARNING_RATE)
@@ -210,7 +210,7 @@ class Trial:
         if env.is_distributed or use_ds:
             if use_ds:
                 try:
-                    import deepspeed  # type: ignore[import-not-found]
+                    import deepspeed
                 except ImportError as exc:
                     raise TrialSetupError(
                         f"zero_stage {spec.zero_stage} needs DeepSpeed, which is not importable here ({exc})"
@@ -245,7 +245,7 @@ class Trial:
         engine = None
         ddp = False
         if use_ds:
-            import deepspeed  # type: ignore[import-not-found]
+            import deepspeed
 
             engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
             model = engine
@@ -311,10 +311,10 @@ class Trial:
                 _hook("step")
                 measuring_since = time.perf_counter()
             micro: list[float] = []
-            for m in range(ga):
+            for mi in range(ga):
                 _sync(device)
                 t = time.perf_counter()
-                loss = micro_step(boundary=m == ga - 1)
+                loss = micro_step(boundary=mi == ga - 1)
                 _sync(device)
                 micro.append(time.perf_counter() - t)
             t = time.perf_counter()
@@ -374,7 +374,7 @@ class Trial:
         self.extra["optimizer_steps_s"] = [round(x, 6) for x in opt_all]
         if distributed and ga > 1:
             micro_s = statistics.median(x for row in micro_all for x in row[:-1])
-            opt_s = statistics.median(o + sum(row) - ga * micro_s for row, o in zip(micro_all, opt_all))
+            opt_s = statistics.median(o + sum(row) - ga * micro_s for row, o in zip(micro_all, opt_all, strict=True))
         else:
             micro_s = statistics.median(x for row in micro_all for x in row)
             opt_s = statistics.median(opt_all)
@@ -433,7 +433,7 @@ class Trial:
         except Exception as exc:  # noqa: BLE001 - a rank went away: keep this rank's figures
             self.extra["reduce_error"] = _first_line(exc)
             return
-        for n, v in zip(names, reduced):
+        for n, v in zip(names, reduced, strict=True):
             if n.endswith("_s"):
                 setattr(r, n, v)
             else:

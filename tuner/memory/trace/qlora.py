@@ -48,7 +48,7 @@ class _MatMul4Bit(torch.autograd.Function):
     backward for the input's gradient (the frozen weight has none)."""
 
     @staticmethod
-    def forward(ctx: Any, A: torch.Tensor, layer: Linear4bitStandIn, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, A: torch.Tensor, layer: Linear4bitStandIn, bias: torch.Tensor | None) -> torch.Tensor:
         out = torch.nn.functional.linear(A, _dequantize(layer, A.dtype), bias)
         ctx.layer = layer
         ctx.dtype_A = A.dtype
@@ -57,7 +57,7 @@ class _MatMul4Bit(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         grad_A = grad_bias = None
         if ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(0)
@@ -73,6 +73,12 @@ class Linear4bitStandIn(torch.nn.Linear):
     A subclass of ``nn.Linear`` so that LLaMA-Factory's ``lora_target: all`` (class names containing "Linear") and
     PEFT's dispatch find it; its ``weight`` is the packed ``uint8`` tensor."""
 
+    # The buffers registered in __init__ (nn.Module's __getattr__ types them as ``Tensor | Module``).
+    absmax: torch.Tensor
+    absmax2: torch.Tensor
+    offset: torch.Tensor
+    code: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, bias: bool, bias_dtype: torch.dtype) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = in_features, out_features
@@ -80,14 +86,14 @@ class Linear4bitStandIn(torch.nn.Linear):
         blocks = -(-n // BLOCK)
         meta = torch.device("meta")
         self.weight = torch.nn.Parameter(torch.empty((-(-n // 2), 1), dtype=torch.uint8, device=meta), requires_grad=False)
-        self.bias = torch.nn.Parameter(torch.empty(out_features, dtype=bias_dtype, device=meta), requires_grad=False) if bias else None
+        self.bias = torch.nn.Parameter(torch.empty(out_features, dtype=bias_dtype, device=meta), requires_grad=False) if bias else None  # type: ignore[assignment]  # nn.Linear types bias as Parameter, yet a bias-less Linear holds None
         self.register_buffer("absmax", torch.empty(blocks, dtype=torch.uint8, device=meta), persistent=False)
         self.register_buffer("absmax2", torch.empty(-(-blocks // BLOCK2), dtype=torch.float32, device=meta), persistent=False)
         self.register_buffer("offset", torch.empty((), dtype=torch.float32, device=meta), persistent=False)
         self.register_buffer("code", torch.empty(16, dtype=torch.float32, device=meta), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _MatMul4Bit.apply(x, self, self.bias)  # type: ignore[no-any-return]
+        return _MatMul4Bit.apply(x, self, self.bias)
 
 
 def _lora_4bit_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -95,7 +101,7 @@ def _lora_4bit_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) ->
     to the adapter's dtype only outside autocast."""
     result = self.base_layer(x, *args, **kwargs).clone()
     for name in self.active_adapters:
-        if name not in self.lora_A.keys():
+        if name not in self.lora_A:
             continue
         lora_A, lora_B = self.lora_A[name], self.lora_B[name]
         # PEFT asks ``torch.is_autocast_enabled()``, which means CUDA autocast; the trace emulates the CUDA run under
@@ -127,7 +133,7 @@ def patch_lora_layers(model: torch.nn.Module) -> int:
     for module in model.modules():
         base = getattr(module, "base_layer", None)
         if isinstance(base, Linear4bitStandIn) and hasattr(module, "lora_A"):
-            module.forward = types.MethodType(_lora_4bit_forward, module)  # type: ignore[method-assign]
+            module.forward = types.MethodType(_lora_4bit_forward, module)
             count += 1
     return count
 

@@ -231,9 +231,9 @@ def _known_batch(padded: bool) -> Iterator[None]:
 
     saved = {name: getattr(mu, name) for name in ("is_tracing", "fast_all", "find_packed_sequence_indices")}
     original_is_tracing = saved["is_tracing"]
-    mu.is_tracing = lambda tensor=None: original_is_tracing(None)  # type: ignore[assignment]
-    mu.fast_all = lambda tensor: not padded  # type: ignore[assignment]
-    mu.find_packed_sequence_indices = lambda position_ids: None  # type: ignore[assignment]
+    mu.is_tracing = lambda tensor=None: original_is_tracing(None)
+    mu.fast_all = lambda tensor: not padded
+    mu.find_packed_sequence_indices = lambda position_ids: None
     try:
         yield
     finally:
@@ -252,11 +252,11 @@ def _fake_step_values() -> Iterator[None]:
     def get_value(x: Any) -> Any:
         return 1.0 if isinstance(x, FakeTensor) else original(x)
 
-    adam._get_value = get_value  # type: ignore[attr-defined]
+    adam._get_value = get_value
     try:
         yield
     finally:
-        adam._get_value = original  # type: ignore[attr-defined]
+        adam._get_value = original
 
 
 # -- the step ---------------------------------------------------------------------------------------------------
