@@ -141,8 +141,6 @@ def _run(
             )
         )
 
-    from tuner.report import render
-
     rule_classes = {cls.code: cls for cls in registry.sorted()}
     stream = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout  # noqa: SIM115
     try:
