@@ -190,7 +190,7 @@ class DatasetInfo(Rule):
                 key=dir_key,
                 also=("dataset",),
                 severity=Severity.WARNING,
-                message=f"no dataset_info.json in `{raw_dir}` (looked in {', '.join(str(shown(p, cwd)) for p in looked)}): "
+                message=f"no dataset_info.json in `{raw_dir}` (looked in {', '.join(dict.fromkeys(str(shown(p, cwd)) for p in looked))}): "
                 f'LLaMA-Factory stops with "Cannot open {raw_dir}/dataset_info.json" unless it is launched from a '
                 "directory that has it",
                 hint="set `dataset_dir` to the folder with dataset_info.json (or pass --dataset-dir)",

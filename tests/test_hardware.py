@@ -432,7 +432,7 @@ def test_cli_hw_json_without_gpu_still_prints_json_and_exits_2(monkeypatch: pyte
     monkeypatch.setattr(detect_mod, "load_nvml", missing)
     result = CliRunner().invoke(cli, ["hw", "--json"])
     assert result.exit_code == 2
-    data = json.loads(result.stdout)
+    data = json.loads(result.output)  # stdout and stderr together: nothing but the JSON, for `2>&1 | jq`
     assert data["count"] == 0 and "nvidia-ml-py" in data["reason"]
 
 

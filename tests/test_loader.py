@@ -73,7 +73,7 @@ def test_merge_keys_are_expanded() -> None:
         ("- stage: sft\n", 1, "top level is a list"),
         ("just a string\n", 1, "top level is a single value"),
         ("dataset: [a, b\nstage: sft\n", None, "invalid YAML"),
-        ("stage: sft\n---\nstage: pt\n", 2, "invalid YAML"),
+        ("stage: sft\n---\nstage: pt\n", 2, "2 YAML documents in one file"),
         ("x: !!python/object:os.system ls\n", 1, "invalid YAML"),
         ("? [a, b]\n: 1\n", 1, "a key must be a plain word"),
     ],

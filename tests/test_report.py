@@ -110,9 +110,9 @@ def output(fmt: str, results: list[FileResult], rules: dict[str, type[Rule]] | N
 def test_concise_lines_and_summary() -> None:
     out = output("concise", [FileResult(A, violations=three())])
     assert out == (
-        "configs/a.yaml:3:1: KEY001 unknown key `lerning_rate`\n"
-        "configs/a.yaml:12:3: LORA002 [*] lora_alpha is 16x lora_rank\n"
-        "configs/a.yaml:20:1: BATCH003 effective batch size is 1\n"
+        "configs/a.yaml:3:1: error: KEY001 unknown key `lerning_rate`\n"
+        "configs/a.yaml:12:3: warning: LORA002 [*] lora_alpha is 16x lora_rank\n"
+        "configs/a.yaml:20:1: info: BATCH003 effective batch size is 1\n"
         "Found 1 error, 1 warning, 1 info.\n"
         "[*] 1 fixable with `--fix` (1 more with `--unsafe-fixes`).\n"
     )
@@ -125,7 +125,7 @@ def test_concise_like_ruff_when_only_errors() -> None:
 
 def test_concise_unsafe_fixes_mark_and_count_unsafe_fixes() -> None:
     out = output("concise", [FileResult(A, violations=three())], unsafe_fixes=True)
-    assert "configs/a.yaml:3:1: KEY001 [*] unknown key" in out
+    assert "configs/a.yaml:3:1: error: KEY001 [*] unknown key" in out
     assert out.endswith("[*] 2 fixable with `--fix --unsafe-fixes`.\n")
 
 
@@ -149,7 +149,7 @@ def test_concise_input_error_and_rule_error() -> None:
 
 def test_concise_keeps_one_line_per_problem() -> None:
     out = output("concise", [FileResult(A, violations=[violation(message="first\nsecond")])])
-    assert out.splitlines()[0] == "configs/a.yaml:3:1: KEY001 first second"
+    assert out.splitlines()[0] == "configs/a.yaml:3:1: error: KEY001 first second"
 
 
 def test_concise_show_skipped() -> None:
@@ -328,12 +328,15 @@ def test_full_skipped_rules() -> None:
 def test_full_input_errors_rule_errors_and_non_configs() -> None:
     results = [
         FileResult(Path("b.yaml"), error=InputError("b.yaml", "mapping values are not allowed here", 4, 7)),
-        FileResult(Path(".github/ci.yaml"), not_a_config=True),
+        FileResult(Path(".github/ci.yaml"), not_a_config=True, skip_reason="no LLaMA-Factory keys at the top level"),
         FileResult(A, rule_errors=["internal error in rule LORA009 (KeyError: 'x') at lora.py:12"]),
     ]
     out = output("full", results)
     assert "error: b.yaml:4:7: mapping values are not allowed here\n" in out
-    assert ".github/ci.yaml: not a LLaMA-Factory config, not linted\n" in out
+    assert "1 file not LLaMA-Factory configs, not linted (pass --show-skipped to see which)\n" in out
+    assert ".github/ci.yaml" not in out  # pre-commit hands over every YAML: the skipped files are a count
+    out = output("full", results, show_skipped=True)
+    assert "not LLaMA-Factory configs, not linted (no LLaMA-Factory keys at the top level): .github/ci.yaml\n" in out
     assert "error: configs/a.yaml: internal error in rule LORA009 (KeyError: 'x') at lora.py:12\n" in out
     assert "1 file could not be linted." in out
     assert "All checks passed!" not in out
@@ -517,7 +520,7 @@ def test_default_format_follows_the_terminal() -> None:
 
     assert default_format(io.StringIO()) == "concise"
     assert default_format(Tty()) == "full"
-    assert output("auto", [FileResult(A, violations=[violation()])]).startswith("configs/a.yaml:3:1: KEY001")
+    assert output("auto", [FileResult(A, violations=[violation()])]).startswith("configs/a.yaml:3:1: error: KEY001")
 
 
 def test_only_the_full_format_imports_rich() -> None:
@@ -535,4 +538,4 @@ def test_only_the_full_format_imports_rich() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
     assert out.stdout.split() == ["False", "True"]
-    assert set(FORMATS) == {"full", "concise", "json", "sarif", "github"}
+    assert set(FORMATS) == {"full", "concise", "json", "sarif", "github", "gitlab", "junit"}

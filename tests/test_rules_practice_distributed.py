@@ -282,4 +282,4 @@ def test_cli_points_into_the_json_file(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(cli, ["check", "--select", "DS005", "--format", "concise", str(p)])
     assert result.exit_code == 1, result.output
-    assert f"{tmp_path / 'ds.json'}:2:3: DS005" in result.output
+    assert f"{tmp_path / 'ds.json'}:2:3: error: DS005" in result.output

@@ -107,7 +107,7 @@ def test_cli_reports_bf16_on_t4(tmp_path: Path) -> None:
     p.write_text("model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nstage: sft\ndo_train: true\nbf16: true\n")
     result = CliRunner().invoke(cli, ["check", "--select", "PREC", "--hw", "t4", "--format", "concise", str(p)])
     assert result.exit_code == 1, result.output
-    assert f"{p}:4:1: PREC002" in result.output
+    assert f"{p}:4:1: error: PREC002" in result.output
 
 
 # -- PREC003 --------------------------------------------------------------------------------------------------

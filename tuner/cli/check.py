@@ -71,6 +71,10 @@ def _run(
     force_exclude: bool = False,
     settings_file: str | None = None,
     isolated: bool = False,
+    exit_zero: bool = False,
+    statistics: bool = False,
+    stdin_filename: str | None = None,
+    show_fixes: bool = False,
 ) -> int:
     from tuner.config.document import InputError
     from tuner.config.context import LintOptions
@@ -108,38 +112,56 @@ def _run(
     if options.hw:
         _check_hw(options.hw)
 
-    files = _expand(paths)
+    if not paths and stdin_filename:
+        paths = ("-",)  # ruff's habit: a stdin name alone means "read stdin"
+    if not paths:
+        raise UsageError("no paths given (use `-` to read stdin)")
+    stdin = "-" in paths
+    if stdin and len(paths) > 1:
+        raise UsageError("`-` (stdin) cannot be combined with other paths")
+    stdin_text = _read_stdin() if stdin else None
+    files = [Path(stdin_filename or "-")] if stdin else _expand(paths)
     if not files:
         raise UsageError("no YAML files found in " + ", ".join(paths))
     results: list[FileResult] = []
     for path in files:
-        if settings.excluded(path) and (force_exclude or any(Path(p).is_dir() for p in paths)):
+        if settings.excluded(path) and (force_exclude or stdin or any(Path(p).is_dir() for p in paths)):
             continue
         per_file_ignored = settings.ignored_for(path)
         rules = [cls() for cls in chosen if not any(cls.code.startswith(c) for c in per_file_ignored)]
         results.append(
-            lint_file(path, rules, options, fix=fix or diff, unsafe_fixes=unsafe_fixes, write=fix and not diff)
+            lint_file(
+                path,
+                rules,
+                options,
+                fix=fix or diff,
+                unsafe_fixes=unsafe_fixes,
+                write=fix and not diff and not stdin,
+                text=stdin_text,
+            )
         )
 
-    from tuner.report import render
-
+    rule_classes = {cls.code: cls for cls in registry.sorted()}
     stream = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout  # noqa: SIM115
     try:
         if diff:
+            # ruff's --diff: stdout is a clean unified diff; what would be fixed, and input errors, go to stderr.
             for r in results:
                 if r.diff:
                     stream.write(r.diff)
-        fmt = fmt or ("full" if (stream.isatty() and not output_file) else "concise")
-        render(
-            fmt,
-            results,
-            {cls.code: cls for cls in registry.sorted()},
-            stream,
-            show_skipped=show_skipped,
-            unsafe_fixes=unsafe_fixes,
-            root=Path.cwd(),
-            target=options.target,
-        )
+            _diff_summary(results, rule_classes, show_fixes)
+        elif stdin and fix:
+            # ruff's `--fix -`: the fixed text on stdout (for editors), the report on stderr.
+            fixed = results[0].fixed_text if results and results[0].fixed_text is not None else None
+            sys.stdout.write(fixed if fixed is not None else stdin_text or "")
+            _report(fmt or "concise", results, rule_classes, sys.stderr, show_skipped, unsafe_fixes, options, statistics)
+            if show_fixes:
+                _fixes_listing(results, sys.stderr, "Fixed")
+        else:
+            fmt = fmt or ("full" if (stream.isatty() and not output_file) else "concise")
+            _report(fmt, results, rule_classes, stream, show_skipped, unsafe_fixes, options, statistics)
+            if show_fixes and fix:
+                _fixes_listing(results, stream if fmt in ("full", "concise") else sys.stderr, "Fixed")
     finally:
         if output_file:
             stream.close()
@@ -147,13 +169,99 @@ def _run(
     strict = strict if strict is not None else settings.strict
     if any(r.error is not None or r.rule_errors for r in results):
         return 2
-    if diff and any(r.diff for r in results):
-        return 1
+    if exit_zero:
+        return 0
+    if diff:
+        return 1 if any(r.diff for r in results) else 0
     errors = sum(1 for r in results for v in r.violations if v.severity.value == "error")
     warnings = sum(1 for r in results for v in r.violations if v.severity.value == "warning")
     return 1 if errors or (strict and warnings) else 0
 
 
+def _read_stdin() -> str:
+    """The config piped in for ``cfglint check -``; the same size limit as a file, and UTF-8 like one."""
+    from tuner.config.loader import MAX_BYTES, decode_text
+
+    raw = sys.stdin.buffer.read(MAX_BYTES + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    if len(raw) > MAX_BYTES:
+        raise UsageError(f"stdin: more than {MAX_BYTES // 1024 // 1024} MiB; a config is a few KiB")
+    from tuner.config.document import InputError
+
+    try:
+        return decode_text(raw, "-")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _report(
+    fmt: str,
+    results: list[Any],
+    rules: dict[str, Any],
+    stream: Any,
+    show_skipped: bool,
+    unsafe_fixes: bool,
+    options: Any,
+    statistics: bool,
+) -> None:
+    if statistics:
+        from tuner.report.statistics import render_statistics
+
+        render_statistics(results, stream, as_json=fmt == "json", unsafe_fixes=unsafe_fixes)
+        return
+    from tuner.report import render
+
+    render(
+        fmt,
+        results,
+        rules,
+        stream,
+        show_skipped=show_skipped,
+        unsafe_fixes=unsafe_fixes,
+        root=Path.cwd(),
+        target=options.target,
+    )
+
+
+def _diff_summary(results: list[Any], rules: dict[str, Any], show_fixes: bool) -> None:
+    """``--diff`` on stderr: input errors, and ruff's "Would fix N errors." (never "Applied": nothing is written)."""
+    from tuner.report._common import plural
+
+    for r in results:
+        if r.error is not None:
+            sys.stderr.write(f"{r.error.path}{_where(r.error)}: error: {r.error.message}\n")
+        for msg in r.rule_errors:
+            sys.stderr.write(f"{r.path}: error: {msg}\n")
+    n = sum(len(r.fixed) for r in results)
+    if n:
+        sys.stderr.write(f"Would fix {plural(n, 'error')}.\n")
+        if show_fixes:
+            _fixes_listing(results, sys.stderr, "Would fix")
+    else:
+        sys.stderr.write("No errors would be fixed.\n")
+
+
+def _where(err: Any) -> str:
+    if err.line is None:
+        return ""
+    return f":{err.line}" + (f":{err.column}" if err.column is not None else "")
+
+
+def _fixes_listing(results: list[Any], stream: Any, verb: str) -> None:
+    """ruff's ``--show-fixes``: what the fixes removed, per file and rule."""
+    from collections import Counter
+
+    from tuner.report._common import plural
+
+    fixed = [r for r in results if r.fixed]
+    if not fixed:
+        stream.write(f"No errors {'fixed' if verb == 'Fixed' else 'would be fixed'}.\n")
+        return
+    total = sum(len(r.fixed) for r in fixed)
+    stream.write(f"{verb} {plural(total, 'error')}:\n")
+    for r in fixed:
+        stream.write(f"- {r.path}:\n")
+        for (code, name), count in sorted(Counter(r.fixed).items()):
+            stream.write(f"    {count} x {code} ({name})\n")
 
 
 def _check_hw(name: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMATS = ("full", "concise", "json", "sarif", "github")
+FORMATS = ("full", "concise", "json", "sarif", "github", "gitlab", "junit")
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,14 @@ CHECK_OPTIONS: tuple[Opt, ...] = (
     Opt(("--extend-select",), "extend_select", "str", "Add codes to the selection from settings.", multiple=True, metavar="CODES"),
     Opt(("--fix",), "fix", "flag", "Apply safe fixes in place (comments and formatting survive)."),
     Opt(("--unsafe-fixes",), "unsafe_fixes", "flag", "With --fix or --diff, also apply fixes that may change meaning."),
-    Opt(("--diff",), "diff", "flag", "Show the changes --fix would make, and write nothing."),
+    Opt(("--diff",), "diff", "flag", "Print the changes --fix would make as a unified diff on stdout, and write nothing (exit 1 when there are any)."),
+    Opt(("--show-fixes",), "show_fixes", "flag", "List the findings --fix fixed (or --diff would fix), by file and rule."),
     Opt(("--format",), "fmt", "choice", "Output format [default: full on a terminal, else concise].", choices=FORMATS),
     Opt(("-o", "--output-file"), "output_file", "file", "Write the report to a file."),
     Opt(("--strict",), "strict", "flag", "Exit 1 on warnings too."),
+    Opt(("--exit-zero",), "exit_zero", "flag", "Exit 0 even when findings are reported (2 still means the input could not be read)."),
+    Opt(("--statistics",), "statistics", "flag", "Print how often each rule fired instead of the findings (JSON with --format json)."),
+    Opt(("--stdin-filename",), "stdin_filename", "str", "The name of the file read from stdin (PATH `-`): for messages, settings and relative paths.", metavar="PATH"),
     Opt(("--hw",), "hw", "str", "GPU profile the run will use, e.g. h100-80g (see `cfgtune hw --list`).", metavar="NAME"),
     Opt(("--gpus",), "gpus", "int1", "GPUs per node the run will use."),
     Opt(("--nodes", "--nnodes"), "nodes", "int1", "Number of nodes the run will use."),
@@ -89,7 +93,7 @@ def parse_fast(argv: list[str]) -> dict[str, object] | None:
             params[opt.dest] = (*params[opt.dest], value)  # type: ignore[misc]
         else:
             params[opt.dest] = value
-    if not paths:
+    if not paths and not params["stdin_filename"]:
         return None
     params["paths"] = tuple(paths)
     if params["strict"] is False:

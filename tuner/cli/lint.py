@@ -62,10 +62,16 @@ def _with_check_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @_with_check_options
 def check(**params: Any) -> None:
-    """Lint training configs. PATHS are YAML files or directories to search for *.yaml/*.yml."""
+    """Lint training configs. PATHS are YAML files or directories to search for *.yaml/*.yml; `-` reads stdin.
+
+    YAML that is not a LLaMA-Factory config (CI workflows, k8s lists, multi-document files, docker-compose) is
+    skipped and never fails the run; --show-skipped says why.
+    """
+    if not params["paths"] and not params["stdin_filename"]:
+        raise click.UsageError("Missing argument 'PATHS...' (`-` reads stdin).")
     from tuner.cli.check import run_check
 
     sys.exit(run_check(params))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import sys
 from typing import Any
 
@@ -11,6 +12,26 @@ import click
 
 from tuner.lint.registry import load_registry
 from tuner.lint.rule import Rule
+
+
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z]+:`([^`]+)`")
+
+
+def as_markdown(text: str) -> str:
+    """Rule docstrings are written in reStructuredText habits (````key````, ``:func:`x```); a terminal and a
+    Markdown viewer want single backticks."""
+    return _RST_LITERAL.sub(r"`\1`", _RST_ROLE.sub(r"`\1`", text))
+
+
+def inline_text(text: str) -> Any:
+    """One line of rule prose for a rich table cell: code spans styled, no backticks left."""
+    from rich.text import Text
+
+    out = Text()
+    for i, part in enumerate(as_markdown(text).split("`")):
+        out.append(part, style="cyan" if i % 2 else "")
+    return out
 
 
 def rule_markdown(cls: type[Rule]) -> str:
@@ -78,13 +99,13 @@ def rules(as_json: bool, markdown: bool) -> None:
                 f"[{colour[c.severity.value]}]{c.severity.value}[/]",
                 ", ".join(sorted(n.value for n in c.needs)) or "-",
                 c.fixable,
-                c.summary(),
+                inline_text(c.summary()),
             )
         Console().print(table)
         return
     for c in classes:
         needs = ",".join(sorted(n.value for n in c.needs)) or "-"
-        click.echo(f"{c.code:9} {c.name:40} {c.severity.value:8} {needs:18} {c.fixable:7} {c.summary()}")
+        click.echo(f"{c.code:9} {c.name:40} {c.severity.value:8} {needs:18} {c.fixable:7} {as_markdown(c.summary())}")
 
 
 @click.command()
@@ -98,7 +119,7 @@ def explain(code: str) -> None:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         click.echo(f"cfglint: error: unknown rule {code!r}{hint} (see `cfglint rules`)", err=True)
         sys.exit(2)
-    text = rule_markdown(cls)
+    text = as_markdown(rule_markdown(cls))
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.markdown import Markdown

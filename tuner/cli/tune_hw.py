@@ -89,10 +89,11 @@ def _detect(as_json: bool) -> None:
     from tuner.hardware.detect import detect_gpus
 
     det = detect_gpus()
-    if as_json:
+    if as_json:  # only JSON, whatever was found: the reason is its `reason` field, the exit code says the rest
         click.echo(json.dumps(det.to_dict(), indent=2))
     if not det.found:
-        click.echo(f"No NVIDIA GPU found: {det.reason}.\n{NO_GPU_HINT}", err=True)
+        if not as_json:
+            click.echo(f"No NVIDIA GPU found: {det.reason}.\n{NO_GPU_HINT}", err=True)
         sys.exit(2)
     if not as_json:
         _print_detection(det)

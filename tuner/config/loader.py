@@ -57,6 +57,31 @@ _OMEGACONF_FLOAT = re.compile(
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class NotAConfig(InputError):
+    """Well-formed YAML that cannot be a LLaMA-Factory config: a list or a single value at the top level, several
+    documents in one stream, or nothing at all.
+
+    ``cfgtune`` commands that need a config still stop on it (it is an :class:`InputError`); ``cfglint check``
+    skips the file instead, because pre-commit hands it every YAML in the repository (CI workflows, k8s
+    manifests, docker-compose files). ``reason`` is the short, file-independent phrase ``--show-skipped`` groups
+    by; ``keys`` are the top-level keys of the mappings in a multi-document stream, so that a real config with
+    a stray ``---`` is still reported (LLaMA-Factory reads exactly one document and would refuse it).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        message: str,
+        reason: str,
+        line: int | None = None,
+        column: int | None = None,
+        keys: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(path, message, line=line, column=column)
+        self.reason = reason
+        self.keys = keys
+
+
 class LLaMAFactoryLoader(_Base):
     """PyYAML's safe loader with OmegaConf's implicit resolvers (see the module docstring)."""
 
@@ -138,23 +163,30 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
     if "\x00" in text:
         raise InputError(p, "binary file (contains NUL bytes), not a config")
     if not text.strip():
-        raise InputError(p, "empty config: expected a mapping of LLaMA-Factory arguments")
+        raise NotAConfig(p, "empty config: expected a mapping of LLaMA-Factory arguments", "an empty file")
     loader = LLaMAFactoryLoader(text)
     try:
         try:
             node = loader.get_single_node()
+        except yaml.composer.ComposerError as exc:
+            if exc.problem and "another document" in exc.problem:
+                raise _several_documents(p, text, exc) from None
+            raise _syntax_error(p, text, exc) from None
         except yaml.MarkedYAMLError as exc:
             raise _syntax_error(p, text, exc) from None
         except yaml.YAMLError as exc:
             raise _reader_error(p, text, exc) from None
         if node is None:
-            raise InputError(p, "empty config (only comments): expected a mapping of LLaMA-Factory arguments")
+            raise NotAConfig(
+                p, "empty config (only comments): expected a mapping of LLaMA-Factory arguments", "only comments"
+            )
         doc = Document(path=p, text=text, data={})
         if not isinstance(node, yaml.MappingNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-            raise InputError(
+            raise NotAConfig(
                 p,
                 f"the top level is {kind}; a training config must be a mapping of `key: value` lines",
+                f"the top level is {kind}, not a mapping",
                 line=node.start_mark.line + 1,
                 column=node.start_mark.column + 1,
             )
@@ -172,6 +204,39 @@ def parse_config(text: str, path: str | Path = "<string>") -> Document:
         raise InputError(p, "YAML nests too deeply to be a training config") from None
     finally:
         loader.dispose()
+
+
+def _several_documents(path: Path, text: str, exc: yaml.MarkedYAMLError) -> InputError:
+    """A stream of several documents (``---`` between them): never a config LLaMA-Factory can read.
+
+    Composing the stream again gives the top-level keys of every mapping document, which tell a k8s manifest or
+    a docker-compose override from a training config that gained a stray ``---``. A stream that does not
+    compose past the first document is an ordinary syntax error.
+    """
+    mark = exc.problem_mark
+    line = mark.line + 1 if mark is not None else None
+    keys: set[str] = set()
+    count = 0
+    try:
+        for node in yaml.compose_all(text, Loader=LLaMAFactoryLoader):
+            count += 1
+            if isinstance(node, yaml.MappingNode):
+                keys.update(str(k.value) for k, _ in node.value if isinstance(k, yaml.ScalarNode))
+    except yaml.YAMLError as later:
+        if isinstance(later, yaml.MarkedYAMLError):
+            return _syntax_error(path, text, later)
+        return InputError(path, f"invalid YAML: {later}")
+    except RecursionError:
+        return InputError(path, "YAML nests too deeply to be a training config")
+    return NotAConfig(
+        path,
+        f"{count} YAML documents in one file (`---` starts another one on line {line}); LLaMA-Factory reads a "
+        "config as a single mapping and stops on a second document",
+        "several YAML documents separated by `---`",
+        line=line,
+        column=1,
+        keys=frozenset(keys),
+    )
 
 
 def _reader_error(path: Path, text: str, exc: yaml.YAMLError) -> InputError:

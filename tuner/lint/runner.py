@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuner.config.document import Document, InputError
 from tuner.config.kind import ConfigKind
-from tuner.config.loader import decode_text, load_config, parse_config, read_bytes
+from tuner.config.loader import NotAConfig, decode_text, parse_config, read_bytes
 from tuner.config.schema import RENAMED, load_schema
 from tuner.config.context import Context, LintOptions
 from tuner.lint.fixes import apply_edits, write_files
@@ -26,6 +27,8 @@ class FileResult:
     skipped: dict[str, str] = field(default_factory=dict)  # rule code -> why it did not run
     error: InputError | None = None
     not_a_config: bool = False
+    #: Why the file was not linted as a config, in a short phrase shared by files skipped for the same reason.
+    skip_reason: str | None = None
     fixes_applied: int = 0
     original_text: str | None = None
     fixed_text: str | None = None  # the text after fixes (written unless --diff)
@@ -36,6 +39,8 @@ class FileResult:
     other_original: dict[Path, str] = field(default_factory=dict)
     other_fixed: dict[Path, str] = field(default_factory=dict)
     fix_notes: list[str] = field(default_factory=list)  # fixes left out on purpose (the finding stays)
+    #: (code, name) of each finding the fixes remove: applied with ``--fix``, would be with ``--diff``.
+    fixed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def diff(self) -> str:
@@ -66,18 +71,40 @@ _SIGNATURE = {
 
 
 def looks_like_config(doc: Document) -> bool:
-    """Pre-commit hands us every YAML file; only LLaMA-Factory configs are linted.
+    """Pre-commit hands us every YAML file; only LLaMA-Factory configs are linted (see :func:`not_config_reason`)."""
+    return not_config_reason(doc) is None
+
+
+def not_config_reason(doc: Document) -> str | None:
+    """Why ``doc`` is not a LLaMA-Factory config, or None when it is one.
 
     Other YAML that shares a few keys with transformers' arguments (an Accelerate config has ``use_cpu``,
     ``debug`` and ``fsdp_config``) is skipped unless most of its keys are LLaMA-Factory keys.
     """
     if any(k.startswith("_target_") or k == "_recursive_" for k in doc.data):
-        return False  # a Hydra/OmegaConf object spec (`_target_: pkg.Class`), which LLaMA-Factory never reads
-    if any(k in _SIGNATURE for k in doc.data):
+        # a Hydra/OmegaConf object spec (`_target_: pkg.Class`), which LLaMA-Factory never reads
+        return "a Hydra object spec (`_target_`)"
+    return None if has_config_keys(doc.data) else "no LLaMA-Factory keys at the top level"
+
+
+def has_config_keys(keys: Iterable[str]) -> bool:
+    """One key only a LLaMA-Factory config has, or mostly keys LLaMA-Factory reads."""
+    keys = list(keys)
+    if any(k in _SIGNATURE for k in keys):
         return True
     schema = load_schema()
-    known = sum(1 for k in doc.data if k in schema.keys or k in RENAMED)
-    return known > 0 and known * 2 >= len(doc.data)
+    known = sum(1 for k in keys if k in schema.keys or k in RENAMED)
+    return known > 0 and known * 2 >= len(keys)
+
+
+_BLOCK_KEY = re.compile(r"""^["']?([A-Za-z_][\w.-]*)["']?[ \t]*:(?:[ \t]|$)""", re.M)
+_QUOTED_KEY = re.compile(r"""["']([A-Za-z_][\w.-]*)["'][ \t]*:""")
+
+
+def keys_in_text(text: str) -> set[str]:
+    """The top-level keys a file that does not parse appears to set: unindented ``key:`` lines, and quoted
+    keys anywhere (a config written as JSON). Only used to decide whether a broken file was meant as a config."""
+    return set(_BLOCK_KEY.findall(text)) | set(_QUOTED_KEY.findall(text))
 
 
 def _locate(ctx: Context, finding: Finding) -> tuple[Path, int, int, int, int, str]:
@@ -196,8 +223,9 @@ def _unstated_version_note(ctx: Context, side: str) -> str:
 
 def lint_document(doc: Document, rules: list[Rule], options: LintOptions, result: FileResult | None = None) -> FileResult:
     result = result or FileResult(path=doc.path)
-    if not looks_like_config(doc):
-        result.not_a_config = True
+    reason = not_config_reason(doc)
+    if reason is not None:
+        result.not_a_config, result.skip_reason = True, reason
         return result
     ctx = Context(doc, options)
     result.kind = ctx.kind
@@ -213,8 +241,17 @@ def lint_file(
     fix: bool = False,
     unsafe_fixes: bool = False,
     write: bool = True,
+    text: str | None = None,
 ) -> FileResult:
     """Lint one file. With ``fix``, apply fixes until none apply, then lint the result once more.
+
+    ``text`` is the file's content when it does not come from ``path`` (``cfglint check -`` reads stdin; the
+    path is then only a name, and nothing is written).
+
+    A file that is not a LLaMA-Factory config is skipped with the reason (``not_a_config``, ``skip_reason``):
+    a list or a value at the top level, several documents, an empty file, a mapping without LLaMA-Factory
+    keys, and YAML that does not parse and names no LLaMA-Factory key. A file that is unreadable, or that
+    names LLaMA-Factory keys and does not parse (or parses as several documents), is an input error (exit 2).
 
     Fixes are worked out in memory, over the YAML and the DeepSpeed JSON it names together (each re-lint reads
     the JSON as fixed so far), and then checked: the YAML must still parse, a JSON file must still be JSON, and
@@ -223,7 +260,26 @@ def lint_file(
     """
     result = FileResult(path=path)
     try:
-        doc = load_config(path)
+        bom = False
+        if text is None:
+            raw = read_bytes(path)
+            bom = raw.startswith(b"\xef\xbb\xbf")
+            text = decode_text(raw, path)
+        elif "\x00" in text:
+            raise InputError(path, "binary file (contains NUL bytes), not a config")
+        try:
+            doc = parse_config(text, path)
+        except NotAConfig as exc:
+            if exc.keys and has_config_keys(exc.keys):
+                raise  # a config with a stray `---`: LLaMA-Factory cannot read it either
+            result.not_a_config, result.skip_reason = True, exc.reason
+            return result
+        except InputError:
+            if has_config_keys(keys_in_text(text)):
+                raise
+            result.not_a_config, result.skip_reason = True, "not valid YAML, and no LLaMA-Factory keys"
+            return result
+        doc.bom = bom
         result.original_text = doc.text
         lint_document(doc, rules, options, result)
         if not fix or result.not_a_config:
@@ -244,6 +300,7 @@ def _fix_loop(
     others: dict[Path, str] = {}  # fixed text of other files so far
     boms: dict[Path, bool] = {path: doc.bom}
     applied_total = 0
+    before = [v for v in result.violations if v.fix is not None and (v.fix.safe or unsafe_fixes)]
     for _ in range(MAX_FIX_PASSES):
         edits = [e for v in result.violations if v.fix is not None and (v.fix.safe or unsafe_fixes) for e in v.fix.edits]
         if not edits:
@@ -279,6 +336,9 @@ def _fix_loop(
         result.violations, result.skipped = fresh.violations, fresh.skipped
         result.rule_errors.extend(e for e in fresh.rule_errors if e not in result.rule_errors)
     result.fixed_text = text
+    if applied_total:
+        remaining = {(v.code, v.key, v.message) for v in result.violations}
+        result.fixed = [(v.code, v.name) for v in before if (v.code, v.key, v.message) not in remaining]
     result.other_fixed = {p: t for p, t in others.items() if t != result.other_original.get(p)}
     changes = {p: t for p, t in result.other_fixed.items()}
     if text != result.original_text:

@@ -6,6 +6,7 @@ directory. In ``.cfglint.toml`` the keys may sit at the top level or under ``[cf
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,26 +43,76 @@ class Settings:
     data_root: str | None = None  # where llamafactory-cli is launched from (relative to this file)
 
     def ignored_for(self, path: Path) -> list[str]:
-        """Codes ignored for one file by ``per-file-ignores`` (glob patterns relative to the settings file)."""
+        """Codes ignored for one file by ``per-file-ignores`` (globs relative to the settings file, see
+        :func:`path_matches`)."""
         if not self.per_file_ignores:
             return []
-        import fnmatch
-
         rel = _relative(path, self.source.parent if self.source else Path.cwd())
         out: list[str] = []
         for pattern, codes in self.per_file_ignores.items():
-            if fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(path.name, pattern):
+            if path_matches(pattern, rel):
                 # ``ALL`` ignores every rule: the empty prefix, which every code starts with.
                 out.extend("" if c == "ALL" else c for c in codes)
         return out
 
     def excluded(self, path: Path) -> bool:
+        """Whether ``exclude`` names the file or a directory above it (globs as in :func:`path_matches`)."""
         if not self.exclude:
             return False
-        import fnmatch
-
         rel = _relative(path, self.source.parent if self.source else Path.cwd())
-        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in self.exclude)
+        return any(path_matches(p, rel) for p in self.exclude)
+
+
+def path_matches(pattern: str, rel: str) -> bool:
+    """Whether a ``per-file-ignores``/``exclude`` glob matches ``rel``, a POSIX path relative to the settings file.
+
+    Path-aware, as in .gitignore and ruff: ``*``, ``?`` and ``[...]`` never match ``/``, so ``configs/*.yaml``
+    is the YAML files directly in configs/ and not configs/a/b/x.yaml; ``**`` matches any number of directories
+    (``configs/**/*.yaml``, ``**/ci.yaml``). A pattern without ``/`` matches the file's name or any directory on
+    its path (``run.yaml``, ``*_test.yaml``, ``third_party``); one with ``/`` is anchored at the settings file's
+    directory and matches the path or a directory above the file (``configs/old`` covers everything under it).
+    """
+    pattern = pattern.strip()
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    pattern = pattern.lstrip("/").rstrip("/")
+    if not pattern:
+        return False
+    rx = _glob_regex(pattern)
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if "/" not in pattern:
+        return any(rx.match(part) for part in parts)
+    return any(rx.match("/".join(parts[:i])) for i in range(1, len(parts) + 1))
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):  # `**/`: zero or more directories
+                out.append("(?:.*/)?")
+                i += 1
+            else:
+                out.append(".*")
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and (end := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)) != -1:
+            body = pattern[i + 1 : end]
+            negate = body[:1] in ("!", "^")
+            body = body[1:] if negate else body
+            out.append(("[^/" if negate else "[") + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def _relative(path: Path, base: Path) -> str:

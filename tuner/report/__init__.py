@@ -6,10 +6,12 @@ for ``rich``, which only ``full`` imports.
 Formats:
 
 - ``full``: grouped by file, source snippet with carets, help and fix lines (the default on a terminal).
-- ``concise``: ``path:line:col: CODE [*] message``, one per line (the default otherwise, e.g. pre-commit).
+- ``concise``: ``path:line:col: severity: CODE [*] message``, one per line (the default otherwise, e.g. pre-commit).
 - ``json``: ``{"version": 1, "files": [...], "summary": {...}}``, a stable shape for other tools.
 - ``sarif``: SARIF 2.1.0 for GitHub code scanning.
 - ``github``: GitHub Actions workflow annotations (``::error file=...::message``).
+- ``gitlab``: GitLab code-quality report (a JSON array of issues with fingerprints).
+- ``junit``: JUnit XML (a test suite per file, a failed test case per error or warning).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from tuner.lint.rule import Rule
     from tuner.lint.runner import FileResult
 
-FORMATS: tuple[str, ...] = ("full", "concise", "json", "sarif", "github")
+FORMATS: tuple[str, ...] = ("full", "concise", "json", "sarif", "github", "gitlab", "junit")
 
 
 def default_format(stream: TextIO) -> str:

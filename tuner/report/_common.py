@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +142,60 @@ def posix_path(path: Path | str, root: Path | None) -> str:
 def one_line(text: str) -> str:
     """Formats that promise one line per problem must not let a message break that promise."""
     return " ".join(text.splitlines())
+
+
+def grouped_skips(skips: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(reason, codes) with each reason once: six rules skipped for want of ``--hw`` are one line, not six."""
+    by_reason: dict[str, list[str]] = {}
+    for code, why in sorted(skips):
+        codes = by_reason.setdefault(why, [])
+        if code not in codes:
+            codes.append(code)
+    return sorted(by_reason.items(), key=lambda item: (item[1][0], item[0]))
+
+
+def not_configs(results: Iterable[FileResult]) -> list[tuple[str, list[str]]]:
+    """(reason, paths) for the files skipped as not LLaMA-Factory configs, each reason once."""
+    by_reason: dict[str, list[str]] = {}
+    for r in results:
+        if r.not_a_config:
+            by_reason.setdefault(r.skip_reason or "not a LLaMA-Factory config", []).append(str(r.path))
+    return sorted(by_reason.items())
+
+
+#: Where the rule documentation lives in the repository; each rule is a section of it (``cfglint rules --markdown``).
+RULES_DOC = "docs/rules.md"
+
+
+def rule_anchor(code: str, name: str) -> str:
+    """The section id of a rule in docs/rules.md, as GitHub and GitLab derive it from ``## CODE `name```."""
+    return f"{code.lower()}-{name}" if name else code.lower()
+
+
+@functools.lru_cache(maxsize=1)  # metadata reads touch the file system: once per process
+def repository_url() -> str | None:
+    """The repository the installed package names (``[project.urls]`` Repository, Source or Homepage), if any."""
+    try:
+        from importlib.metadata import PackageNotFoundError, metadata
+
+        entries: list[str] = [str(u) for u in metadata("cfgtune").get_all("Project-URL") or []]
+    except (ImportError, PackageNotFoundError):
+        return None
+    urls = {}
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if url.strip().startswith(("https://", "http://")):
+            urls[label.strip().lower()] = url.strip().rstrip("/")
+    for label in ("repository", "source", "source code", "homepage"):
+        if label in urls:
+            return urls[label]
+    return None
+
+
+def rule_url(code: str, name: str) -> str:
+    """The rule's section in docs/rules.md: absolute when the package names its repository, otherwise the path
+    relative to the repository root (``docs/rules.md#key001-unknown-key``). ``cfglint explain CODE`` prints
+    the same text."""
+    ref = f"{RULES_DOC}#{rule_anchor(code, name)}"
+    base = repository_url()
+    return f"{base}/blob/main/{ref}" if base else ref

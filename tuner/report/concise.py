@@ -1,4 +1,9 @@
-"""One line per problem, ``path:line:col: CODE [*] message``: what editors, grep and pre-commit logs parse."""
+"""One line per problem, ``path:line:col: severity: CODE [*] message``: what editors, grep and pre-commit logs
+parse (the ``file:line:col: severity: text`` shape compilers print, which Vim's and Emacs' error parsers know).
+
+With ``--show-skipped``, rules skipped for the same reason are one line per file, and a file that is not a
+LLaMA-Factory config says why it was not linted.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from tuner.report._common import (
     Options,
     applicable,
     fixable_line,
+    grouped_skips,
     one_line,
     plural,
     severity_counts,
@@ -33,12 +39,14 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
         for v in r.violations:
             mark = " [*]" if applicable(v, opts.unsafe_fixes) else ""
             vpath = str(v.path)
-            out.append(f"{vpath}:{v.line}:{v.column}: {v.code}{mark} {one_line(v.message)}")
+            out.append(f"{vpath}:{v.line}:{v.column}: {v.severity.value}: {v.code}{mark} {one_line(v.message)}")
         for msg in r.rule_errors:
             out.append(f"{path}: error: {one_line(msg)}")
         if opts.show_skipped:
-            for code, why in sorted(r.skipped.items()):
-                out.append(f"{path}: {code} skipped: {one_line(why)}")
+            if r.not_a_config:
+                out.append(f"{path}: skipped: not a LLaMA-Factory config ({r.skip_reason or 'no LLaMA-Factory keys'})")
+            for why, codes in grouped_skips(r.skipped.items()):
+                out.append(f"{path}: {', '.join(codes)} skipped: {one_line(why)}")
 
     t = totals(results)
     if t.violations:

@@ -27,6 +27,8 @@ from tuner.report._common import (
     Options,
     applicable,
     fixable_line,
+    grouped_skips,
+    not_configs,
     plural,
     severity_counts,
     skipped,
@@ -80,15 +82,37 @@ def caret_span(v: Violation) -> tuple[str, int, int]:
     return shown, pad, max(width, 1)
 
 
-def violation_text(v: Violation, opts: Options, gutter: int = 0) -> Text:
-    """One diagnostic; ``gutter`` is the line-number width shared by the diagnostics of a file."""
+def wrap(text: str, width: int | None, first: int = 0, indent: int = 0) -> str:
+    """``text`` broken on word boundaries to fit ``width`` cells (None: one line, the reader's pager decides).
+
+    ``first`` cells of the first line are taken by a prefix printed before it (``help: ``), ``indent`` spaces
+    start every further line. Words longer than a line (a path, a URL) are kept whole.
+    """
+    if width is None or width <= 20:
+        return text
+    import textwrap
+
+    lines = textwrap.wrap(
+        " " * first + text,
+        width=width,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines)[first:] if lines else text
+
+
+def violation_text(v: Violation, opts: Options, gutter: int = 0, columns: int | None = None) -> Text:
+    """One diagnostic; ``gutter`` is the line-number width shared by the diagnostics of a file, ``width`` the
+    terminal's ``columns`` (messages wrap between words, never inside one; None leaves them on one line)."""
     color = COLORS[v.severity]
     out = Text()
     out.append(v.code, style=f"bold {color}")
-    if applicable(v, opts.unsafe_fixes):
+    mark = applicable(v, opts.unsafe_fixes)
+    if mark:
         out.append(" [*]", style="cyan")
     out.append(" ")
-    out.append(v.message, style="bold")
+    out.append(wrap(v.message, columns, first=len(v.code) + (5 if mark else 1)), style="bold")
     out.append("\n")
 
     width = max(gutter, len(str(v.line)))
@@ -110,10 +134,10 @@ def violation_text(v: Violation, opts: Options, gutter: int = 0) -> Text:
         out.append(label + "\n", style=color)
     if v.hint:
         out.append("help", style="bold cyan")
-        out.append(f": {v.hint}\n")
+        out.append(f": {wrap(v.hint, columns, first=6, indent=6)}\n")
     if v.fix is not None:
         out.append("fix", style="bold green")
-        out.append(f": {v.fix.description} ")
+        out.append(f": {wrap(v.fix.description, columns, first=5, indent=5)} ")
         out.append("(safe)" if v.fix.safe else "(unsafe)", style="green" if v.fix.safe else "yellow")
         out.append("\n")
     return out
@@ -121,7 +145,7 @@ def violation_text(v: Violation, opts: Options, gutter: int = 0) -> Text:
 
 def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: TextIO, opts: Options) -> None:
     console = make_console(stream, opts.color)
-    ignored = 0
+    width = console.width if console.is_terminal else None
     for r in results:
         path = str(r.path)
         if r.error is not None:
@@ -129,9 +153,7 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
             console.print()
             continue
         if r.not_a_config:
-            console.print(Text(f"{path}: not a LLaMA-Factory config, not linted", style="dim"))
-            ignored += 1
-            continue
+            continue  # summed up below: pre-commit hands over every YAML, and most of it is not a config
         if not r.violations and not r.rule_errors:
             continue
         head = Text()
@@ -143,14 +165,12 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
         console.print()
         gutter = max((len(str(v.line)) for v in r.violations), default=1)
         for v in r.violations:
-            console.print(violation_text(v, opts, gutter))
+            console.print(violation_text(v, opts, gutter, width))
         for msg in r.rule_errors:
             console.print(Text(f"error: {path}: {msg}", style="bold red"))
         if r.rule_errors:
             console.print()
 
-    if ignored:
-        console.print()
     t = totals(results)
     if t.violations:
         console.print(
@@ -169,11 +189,18 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
         console.print(Text(f"Applied {plural(t.fixes_applied, 'fix', 'fixes')}.", style="green"))
     if t.input_errors:
         console.print(Text(f"{plural(t.input_errors, 'file')} could not be linted.", style="red"))
+    others = not_configs(results)
+    if others and opts.show_skipped:
+        for why, paths in others:
+            console.print(Text(wrap(f"not LLaMA-Factory configs, not linted ({why}): {', '.join(paths)}", width, indent=2), style="dim"))
+    elif others:
+        n = sum(len(paths) for _, paths in others)
+        console.print(Text(f"{plural(n, 'file')} not LLaMA-Factory configs, not linted (pass --show-skipped to see which)", style="dim"))
     skips = skipped(results)
     if skips:
         if opts.show_skipped:
-            for code, why in skips:
-                console.print(Text(f"{code} skipped: {why}", style="dim"))
+            for why, codes in grouped_skips(skips):
+                console.print(Text(wrap(f"{', '.join(codes)} skipped: {why}", width, indent=2), style="dim"))
         else:
             n = len({code for code, _ in skips})
             console.print(Text(f"{plural(n, 'rule')} skipped (pass --show-skipped to see why)", style="dim"))

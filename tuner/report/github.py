@@ -14,7 +14,7 @@ from typing import TextIO
 
 from tuner.lint.rule import Rule, Severity
 from tuner.lint.runner import FileResult
-from tuner.report._common import Options, posix_path
+from tuner.report._common import Options, grouped_skips, posix_path
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -75,9 +75,12 @@ def render(results: list[FileResult], rules: dict[str, type[Rule]], stream: Text
         for msg in r.rule_errors:
             out.append(command("error", msg, file=rel(r.path), title="cfglint (internal error)"))
         if opts.show_skipped:
-            for code, why in sorted(r.skipped.items()):
+            if r.not_a_config:
+                why = r.skip_reason or "no LLaMA-Factory keys"
+                out.append(command("notice", f"not a LLaMA-Factory config, not linted ({why})", file=rel(r.path), title="cfglint (skipped)"))
+            for why, codes in grouped_skips(r.skipped.items()):
                 out.append(
-                    command("notice", f"{code} skipped: {why}", file=rel(r.path), title=f"cfglint ({code} skipped)")
+                    command("notice", f"{', '.join(codes)} skipped: {why}", file=rel(r.path), title="cfglint (skipped)")
                 )
     if opts.target is not None:  # no summary line in this format: a notice on the run says what was assumed
         out.append(command("notice", f"cfglint: linted for {opts.target.describe()}", title="cfglint"))

@@ -8,16 +8,20 @@ Shape (``version`` 1)::
                                 "message": str, "key": str|null, "line": int, "column": int,
                                 "fix": null | {"safe": bool, "description": str},
                                 # extras:
-                                "end_line": int, "end_column": int, "hint": str|null, "path": str}],
+                                "end_line": int, "end_column": int, "hint": str|null, "path": str,
+                                "url": str}],
                 # extras:
                 "error": null | {"message": str, "line": int|null, "column": int|null, "path": str},
-                "skipped": {code: reason}, "not_a_config": bool, "rule_errors": [str],
+                "skipped": {code: reason}, "not_a_config": bool, "not_a_config_reason": str|null,
+                "rule_errors": [str],
                 "fixes_applied": int, "kind": "train"|"export"|"infer"|"eval"|null}],
      "summary": {"errors": int, "warnings": int, "infos": int,
                  # extra, when the caller states the versions linted for:
                  "target": {"llamafactory": str, "transformers": str}, "linted_for": str}}
 
 Lines and columns are 1-based; ``end_column`` is one past the last character of the key..value span.
+``url`` is the rule's section of docs/rules.md (``cfglint explain CODE`` prints the same text): an absolute
+URL when the installed package names its repository, else the path relative to the repository root.
 A violation's ``path`` differs from its file's when the problem is in the DeepSpeed JSON the file names.
 ``summary`` counts violations only; input errors are in each file's ``error``.
 """
@@ -29,7 +33,7 @@ from typing import Any, TextIO
 
 from tuner.lint.rule import Rule, Violation
 from tuner.lint.runner import FileResult
-from tuner.report._common import Options, totals
+from tuner.report._common import Options, rule_url, totals
 
 VERSION = 1
 
@@ -48,6 +52,7 @@ def violation_dict(v: Violation, opts: Options) -> dict[str, Any]:
         "end_column": v.end_column,
         "hint": v.hint,
         "path": str(v.path),
+        "url": rule_url(v.code, v.name),
     }
 
 
@@ -66,6 +71,7 @@ def file_dict(r: FileResult, opts: Options) -> dict[str, Any]:
         "error": error,
         "skipped": dict(sorted(r.skipped.items())),
         "not_a_config": r.not_a_config,
+        "not_a_config_reason": r.skip_reason if r.not_a_config else None,
         "rule_errors": list(r.rule_errors),
         "fixes_applied": r.fixes_applied,
         "kind": r.kind.kind if r.kind is not None else None,

@@ -8,6 +8,8 @@ and a full ``region``, and ``partialFingerprints``.
 Choices:
 
 - ``driver.rules`` lists the rules that fired, in code order; ``ruleIndex`` points into it.
+- ``helpUri`` is the rule's section of docs/rules.md when the installed package names its repository
+  (``[project.urls]``); SARIF needs an absolute URI there, so it is left out otherwise (``help`` has the text).
 - Severities map to levels: error -> ``error``, warning -> ``warning``, info -> ``note``.
 - An input error (unreadable file, invalid YAML or JSON) is a result of the pseudo rule ``CFG000``
   (``input-error``, level ``error``) at the position the parser gave, so it shows up as an alert instead
@@ -36,6 +38,7 @@ from tuner.report._common import (
     INPUT_ERROR_NAME,
     Options,
     relative,
+    rule_url,
     skipped,
 )
 
@@ -119,6 +122,10 @@ def _descriptor(
     d["shortDescription"] = {"text": clip(summary)}
     d["fullDescription"] = {"text": clip(full)}
     d["help"] = {"text": help_text, "markdown": help_md}
+    if code != INPUT_ERROR_CODE:
+        url = rule_url(code, name)
+        if url.startswith(("https://", "http://")):  # SARIF wants an absolute URI; the help text is there anyway
+            d["helpUri"] = url
     d["defaultConfiguration"] = {"level": LEVELS[severity]}
     d["properties"] = {"tags": ["cfglint", tag], "problem.severity": PROBLEM_SEVERITY[severity]}
     return d
