@@ -67,7 +67,7 @@ class DuplicateKey(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         refuses = ctx.lf >= OMEGACONF_LOAD_SINCE
-        stated = ctx.options.target.source.get("llamafactory") != "default"
+        stated = ctx.options.target.stated("llamafactory")
         for dup in ctx.doc.duplicates:
             first = dup.first_key_span.start.line
             if refuses and not stated:

@@ -574,8 +574,8 @@ class TemplateModelMismatch(Rule):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         model = _model(ctx)
-        registered = model.template if model is not None else None
-        if registered and registered_releases(registered) and _release_index(ctx) not in registered_releases(registered):
+        releases = registered_releases(model.template) if model is not None and model.template else ()
+        if releases and _release_index(ctx) not in releases:
             return  # the model's template is newer than the target release (Gemma-4's `gemma4` before 0.9.5)
         yield from self._check(ctx)
 

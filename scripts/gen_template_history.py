@@ -31,32 +31,27 @@ from __future__ import annotations
 import argparse
 import pprint
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tuner" / "config" / "_template_history.py"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from lf_source import GitSource  # noqa: E402
 
 _TEMPLATE = re.compile(r'register_template\(\s*name\s*=\s*"([^"]+)"')
 _GROUP_TEMPLATE = re.compile(r'\btemplate\s*=\s*"([^"]+)"')
 _HUB_ID = re.compile(r'DownloadSource\.DEFAULT:\s*"([^"]+)"')
 
 
-def _show(repo: Path, tag: str, path: str) -> str:
-    out = subprocess.run(["git", "-C", str(repo), "show", f"{tag}:{path}"], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"{tag}:{path}: {out.stderr.strip()}")
-    return out.stdout
-
-
-def read_release(repo: Path, tag: str) -> tuple[set[str], dict[str, str | None]]:
+def read_release(repo: Path, ref: str) -> tuple[set[str], dict[str, str | None]]:
     """The template names a release registers, and hub id -> its group's template."""
-    templates = set(_TEMPLATE.findall(_show(repo, tag, "src/llamafactory/data/template.py")))
+    source = GitSource(repo, ref)
+    templates = set(_TEMPLATE.findall(source.read("data/template.py")))
     hub: dict[str, str | None] = {}
-    constants = _show(repo, tag, "src/llamafactory/extras/constants.py")
-    for group in constants.split("register_model_group(")[1:]:
+    for group in source.read("extras/constants.py").split("register_model_group(")[1:]:
         m = _GROUP_TEMPLATE.search(group)
         for hub_id in _HUB_ID.findall(group):
             hub[hub_id.lower()] = m.group(1) if m else None

@@ -99,6 +99,11 @@ class TargetVersions:
     def transformers_major(self) -> int:
         return self.transformers.major
 
+    def stated(self, side: str) -> bool:
+        """Whether the user gave this side (``llamafactory`` or ``transformers``) rather than the fixed default:
+        only then can a finding that holds for some releases be reported at full severity."""
+        return self.source.get(side) != "default"
+
     def describe(self) -> str:
         """``LLaMA-Factory 0.9.5, transformers 5.6.0`` for the report's summary line."""
         return f"LLaMA-Factory {label(self.llamafactory)}, transformers {self.transformers}"

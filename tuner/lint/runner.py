@@ -181,7 +181,7 @@ def run_rules(ctx: Context, rules: Iterable[Rule], result: FileResult) -> list[V
                 result.suppressed += 1
                 continue
             severity, message = f.severity or rule.severity, f.message
-            if f.depends_on_version and ctx.options.target.source.get(f.depends_on_version) == "default":
+            if f.depends_on_version and not ctx.options.target.stated(f.depends_on_version):
                 severity, message = Severity.INFO, message + _unstated_version_note(ctx, f.depends_on_version)
             fix = f.fix
             if fix is not None and f.in_deepspeed and path != ctx.doc.path:
