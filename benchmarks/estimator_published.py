@@ -16,8 +16,11 @@ Sources (files at the commits named, read from the public repositories):
 * ``QwenLM/Qwen`` ``README.md`` "Profiling of Memory and Speed" (commit 2df8e8a): Qwen-7B on one A100-SXM4-80G,
   CUDA 11.8, PyTorch 2.0, FlashAttention-2, batch 1, inputs of 256-8192 tokens, the repository's ``finetune.py``
   (LoRA r=64, alpha 16, dropout 0.05 on ``c_attn, c_proj, w1, w2`` = every linear layer, gradient checkpointing,
-  bf16, ``adamw_torch``). "LoRA (emb)" also trains ``wte`` and ``lm_head`` (PEFT ``modules_to_save``); Q-LoRA
-  loads the GPTQ Int4 checkpoint and runs PEFT's ``prepare_model_for_kbit_training``. The metric is given as
+  bf16, ``adamw_torch``). "LoRA (emb)" also trains ``wte`` and ``lm_head`` (PEFT ``modules_to_save``). Q-LoRA is
+  ``finetune/finetune_qlora_single_gpu.sh``: the GPTQ Int4 checkpoint, ``--fp16`` and DeepSpeed ZeRO-2
+  (``finetune/ds_config_zero2.json``: reduce and allgather buckets of 2e8, ``overlap_comm``), which ``finetune.py``
+  forces on a single GPU ("This serves for single-gpu qlora"). PEFT's ``prepare_model_for_kbit_training`` leaves
+  a GPTQ model's 16-bit parameters as they are (``is_gptq_quantized``: no fp32 upcast). The metric is given as
   "memory (GB)", unnamed: compared as nvidia-smi, in GiB.
 * ``unslothai/unsloth`` ``README.md`` "Context length benchmarks" (commit 6a4af87, January 2025): the longest
   context the Hugging Face + FA2 baseline fits for Llama 3.1 (8B) Instruct, 4-bit QLoRA r=32 on all linear layers,
@@ -74,7 +77,11 @@ def _qwen1_7b() -> Any:
     )  # fmt: skip
 
 
-QWEN_LORA = {"lora_rank": 64, "lora_dropout": 0.05, "attention": "fa2", "optim": "adamw_torch", "batch_size": 1}
+#: Qwen-7B's own modeling code (modeling_qwen.py, QWenLMHeadModel.forward, on the Hugging Face Hub) runs
+#: CrossEntropyLoss on the 16-bit logits; under autocast (the LoRA rows) that is fp32 anyway, under DeepSpeed's fp16
+#: engine (the Q-LoRA rows) it is not.
+QWEN_LORA = {"lora_rank": 64, "lora_dropout": 0.05, "attention": "fa2", "optim": "adamw_torch", "batch_size": 1,
+             "loss_upcast": False}
 QWEN_LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 #: Qwen-7B rows of the table, GiB at each length.
 QWEN_7B = {
@@ -84,8 +91,9 @@ QWEN_7B = {
 }
 #: PEFT modules_to_save copies of wte and lm_head (LoRA (emb)).
 QWEN_EMB_COPIES = 2 * 151936 * 4096
-#: prepare_model_for_kbit_training: wte and lm_head (151936 x 4096 each) upcast from 16-bit to fp32.
-QWEN_KBIT_UPCAST = 2 * 151936 * 4096 * 2
+#: finetune/finetune_qlora_single_gpu.sh: fp16 under DeepSpeed ZeRO-2 with finetune/ds_config_zero2.json's buckets.
+QWEN_QLORA = {"quantization_bit": 4, "quantization_method": "gptq", "precision": "fp16", "zero_stage": 2}
+QWEN_ZERO2_BUCKETS = {"reduce_bucket_size": 2e8, "allgather_bucket_size": 2e8}
 #: Unsloth's table: GPU memory (GB) -> longest context of the HF + FA2 baseline.
 UNSLOTH_8B = {12: 932, 16: 2551, 24: 5789, 40: 12264, 48: 15502, 80: 28454}
 #: prepare_model_for_kbit_training on Llama 3.1 8B / 3.3 70B: embeddings and lm_head (128256 x h each) to fp32.
@@ -94,6 +102,8 @@ UNSLOTH_UPCAST_70B = 2 * 128256 * 8192 * 2
 
 
 def records() -> list[Record]:
+    from tuner.memory.setup import ZeroConfig
+
     out: list[Record] = []
     for method, values in QWEN_7B.items():
         for length, gib in zip(QWEN_LENGTHS, values, strict=True):
@@ -105,10 +115,8 @@ def records() -> list[Record]:
                 note = ("finetune.py trains the wte/lm_head copies in bf16 (weight, gradient, AdamW m and v: 8 B/param) "
                         "where LLaMA-Factory upcasts them to fp32 (16 B/param)")
             if method == "Q-LoRA":
-                setup["quantization_bit"] = 4
-                setup["quantization_method"] = "gptq"
-                adjust, note = QWEN_KBIT_UPCAST, "prepare_model_for_kbit_training: wte and lm_head in fp32 (+2 B/param)"
-                caveat = "GPTQ (auto-gptq) kernels; fp32 embeddings make the residual stream fp32"
+                setup.update(QWEN_QLORA, zero=ZeroConfig(**QWEN_ZERO2_BUCKETS))
+                caveat = "GPTQ (auto-gptq) kernels"
             out.append(Record(f"qwen-7b {method} {length}", QWEN_README, "nvidia-smi", "qwen-7b", setup, gib * GIB,
                               adjust, note, caveat, ("qwen", "qlora" if method == "Q-LoRA" else "lora")))  # fmt: skip
     for gb, tokens in UNSLOTH_8B.items():

@@ -39,7 +39,7 @@ OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas
 
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:
     row = {"name": name, "model": model, "method": method, "group": group, "gc": True, "optim": "adamw_torch",
-           "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16}  # fmt: skip
+           "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True}  # fmt: skip
     row.update(kw)
     return row
 
@@ -73,6 +73,13 @@ MATRIX: list[dict[str, Any]] = [
     # 32B
     _row("q32b-lora", "qwen2.5-32b", "lora", "large"),
     _row("q32b-qlora", "qwen2.5-32b", "qlora", "large"),
+    # no autocast (pure bf16, as under DeepSpeed's 16-bit engine), with transformers' loss and with a remote-code
+    # loss on the 16-bit logits (Qwen-7B's modeling_qwen.py)
+    _row("q0.5b-lora-pure", "qwen2.5-0.5b", "lora", "loss", precision="pure_bf16"),
+    _row("q0.5b-lora-pure-loss16", "qwen2.5-0.5b", "lora", "loss", precision="pure_bf16", loss_upcast=False),
+    _row("q0.5b-lora-loss16", "qwen2.5-0.5b", "lora", "loss", loss_upcast=False),
+    _row("q1.5b-qlora-pure-loss16", "qwen2.5-1.5b", "qlora", "loss", precision="pure_bf16", loss_upcast=False, cutoff=2048),
+    _row("q0.5b-full-pure-loss16", "qwen2.5-0.5b", "full", "loss", precision="pure_bf16", loss_upcast=False),
     # batch x length sweep
     *[
         _row(f"sweep-{m}-b{b}x{s}", "qwen2.5-0.5b", m, "sweep", batch=b, cutoff=s, optim="adamw_torch_fused")
@@ -98,7 +105,8 @@ def setup_for(row: dict[str, Any]) -> Any:
         gradient_checkpointing=bool(row["gc"]),
         attention=row["attention"],
         optim=row["optim"],
-        precision="bf16",
+        precision=row["precision"],
+        loss_upcast=bool(row["loss_upcast"]),
     )
 
 
@@ -130,7 +138,9 @@ def describe(row: dict[str, Any]) -> str:
     what = row["method"] + (f" r{row['rank']}" if row["method"] in ("lora", "qlora") else "")
     gc = "GC" if row["gc"] else "no GC"
     optim = "fused" if row["optim"].endswith("fused") else "foreach"
-    return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}"
+    extra = "".join((f", {row['precision']}" if row["precision"] != "bf16" else "",
+                     ", 16-bit loss" if not row["loss_upcast"] else ""))
+    return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}{extra}"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -171,7 +181,7 @@ def explain(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], help="run only this setup (repeatable)")
-    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep")
+    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss")
     ap.add_argument("--json", type=Path, help="write the rows here")
     ap.add_argument("--explain", metavar="NAME", help="print where the bytes are for one setup")
     ap.add_argument("--list", action="store_true", help="print the matrix and exit")

@@ -58,6 +58,7 @@ CASES = {
     "freeze-1-layer": (LLAMA_TIED, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
     "qlora-gc": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4)),
     "qlora-nogc-padded": (LLAMA_TIED, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, gradient_checkpointing=False, batch_size=2)),
+    "lora-pure-bf16-16bit-loss": (QWEN2, dict(finetuning_type="lora", lora_rank=4, precision="pure_bf16", loss_upcast=False)),
 }
 
 
@@ -133,7 +134,27 @@ ESTIMATOR_CASES = {
     "freeze-padded": (LLAMA, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
     "qlora-gc": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4)),
     "qlora-nogc": (LLAMA, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, gradient_checkpointing=False)),
+    # no autocast: PEFT keeps the adapters fp32 (autocast_adapter_dtype) though LLaMA-Factory does not upcast
+    "lora-pure-bf16": (MID, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16")),
+    "full-pure-bf16": (LLAMA, dict(finetuning_type="full", precision="pure_bf16")),
+    # remote modeling code that runs the cross-entropy on its 16-bit logits (Qwen-7B's modeling_qwen.py)
+    "lora-pure-bf16-16bit-loss": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", loss_upcast=False)),
+    "qlora-pure-bf16-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, precision="pure_bf16", loss_upcast=False)),
+    "lora-autocast-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, loss_upcast=False)),
 }
+
+
+def test_a_16bit_loss_saves_6_bytes_per_logit_without_autocast_and_nothing_under_it() -> None:
+    """The remote-code loss on 16-bit logits keeps half of what transformers' fp32 upcast keeps (12 B per token per
+    vocabulary entry at the loss's backward); under autocast cross_entropy runs in fp32 either way."""
+    tokens, vocab = 256, LLAMA.vocab_size
+    pure = dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", cutoff_len=tokens)
+    upcast = trace_step(TrainSetup(LLAMA, **pure)).peak_bytes
+    in_16bit = trace_step(TrainSetup(LLAMA, loss_upcast=False, **pure)).peak_bytes
+    assert (upcast - in_16bit) / (tokens * vocab) == pytest.approx(6.0, abs=0.05)
+    auto = dict(finetuning_type="lora", lora_rank=8, cutoff_len=tokens)
+    assert trace_step(TrainSetup(LLAMA, **auto)).peak_bytes == pytest.approx(
+        trace_step(TrainSetup(LLAMA, loss_upcast=False, **auto)).peak_bytes, rel=0.005)  # label handling: a few KiB
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATOR_CASES))

@@ -243,9 +243,11 @@ def head_saved_per_token(arch: Architecture, residual_b: int, norm_trainable: bo
     return n + head
 
 
-def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str) -> tuple[float, float, str]:
+def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str,
+               loss_in_16bit: bool = False) -> tuple[float, float, str]:
     """Bytes of logits and loss for ``tokens`` positions at the loss's backward peak and at the end of the
-    forward, and how they were counted."""
+    forward, and how they were counted. ``loss_in_16bit``: the model's own code runs the cross-entropy on its
+    16-bit logits and no autocast lifts it to fp32 (see ``LOSS_BYTES_PER_VOCAB_TOKEN_16BIT``)."""
     V, h = arch.vocab_size, arch.hidden_size
     if fused:
         # Liger FusedLinearCrossEntropy: logits exist one chunk at a time; chunk = next_pow2(ceil(BT / ceil(V/H))).
@@ -257,6 +259,11 @@ def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, h
     if stage == "rm":
         per = 6.0  # the value-head model still computes 16-bit logits and upcasts them; no vocab loss
         return tokens * V * per, tokens * V * per, f"{tokens:,} tokens x {V:,} vocab x {per:g} B (value head; logits upcast)"
+    if loss_in_16bit and logits_b == 2:
+        per = C.LOSS_BYTES_PER_VOCAB_TOKEN_16BIT
+        return tokens * V * per, tokens * V * C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_16BIT, (
+            f"{tokens:,} tokens x {V:,} vocab x {per:g} B (the model's own 16-bit cross-entropy: log-softmax, its gradient "
+            "and the NLL gradient)")
     per = C.LOSS_BYTES_PER_VOCAB_TOKEN
     fwd = C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
     return tokens * V * per, tokens * V * fwd, (

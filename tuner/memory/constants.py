@@ -50,6 +50,13 @@ LOSS_BYTES_PER_VOCAB_TOKEN = 12.0
 LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN = 10.0
 #: With fp32 logits (``upcast_lmhead_output``, or an fp32 run) the upcast and the copy are the logits themselves.
 LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS = 8.0
+#: A model whose own code runs ``CrossEntropyLoss`` on the 16-bit logits, without autocast (DeepSpeed's 16-bit
+#: engine, pure bf16): the saved 16-bit log-softmax, the NLL gradient and the log-softmax gradient (2 + 2 + 2) at the
+#: backward peak; at the end of the forward the logits, their shifted contiguous copy and the log-softmax (2 + 2 + 2).
+#: Qwen-7B's ``modeling_qwen.py`` (``QWenLMHeadModel.forward``) is such a model. Counted by the trace oracle. Under
+#: autocast ``cross_entropy`` runs in fp32 anyway (it is on autocast's fp32 list), so nothing changes there.
+LOSS_BYTES_PER_VOCAB_TOKEN_16BIT = 6.0
+LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_16BIT = 6.0
 
 #: bitsandbytes NF4/FP4: 4-bit codes plus per-64-value absmax. Double quantization stores the absmax as
 #: 8-bit with an fp32 scale per 256 blocks (Dettmers et al. 2023): 0.5 + 1/64 + 4/(64*256) B/param.

@@ -191,6 +191,12 @@ def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
     ds_master = 4 if (s.deepspeed and (s.zero_stage or 0) >= 1) else 0
     if s.use_badam:
         return _Regime(half and s.precision != "pure_bf16", 2, 2, 4, 4, 2, 4, 2, "BAdam: 16-bit weights, fp32 copy and states of the active block")
+    if s.precision == "pure_bf16" and s.finetuning_type == "lora" and not s.additional_target:
+        # LLaMA-Factory does not upcast under pure_bf16, but PEFT does: get_peft_model's autocast_adapter_dtype
+        # (default True since peft 0.12) makes bf16/fp16 adapter weights fp32, so their gradients and AdamW states
+        # are fp32 too (LLaMA-Factory v0.9.5 src/llamafactory/model/adapter.py, _setup_lora_tuning; peft
+        # tuners_utils.py, BaseTuner._cast_adapter_dtype). With additional_target the copies stay bf16: not split here.
+        return _Regime(False, 2, 4, 4, 0, 4, 4, 2, "pure bf16: bf16 weights; PEFT keeps the LoRA adapters in fp32 (autocast_adapter_dtype)")
     tb = 4 if upcast else 2
     autocast = s.precision in ("bf16", "fp16")
     why = (
@@ -417,7 +423,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     fused = liger and s.stage in ("pt", "sft")
     logits_b = 4 if (s.upcast_lmhead_output or mm == 4) else 2
     loss, loss_fwd, loss_detail = loss_bytes(arch, tokens, fused=fused, logits_b=logits_b, hidden_b=mm, head_trainable=plan.lm_head_trainable,
-                                   head_weight_b=rg.trainable_b, stage=s.stage)
+                                   head_weight_b=rg.trainable_b, stage=s.stage, loss_in_16bit=not (s.loss_upcast or rg.autocast))
 
     # QLoRA dequantisation and ZeRO-3 gathers are transients of the layer working set / of the head.
     dequant = 0.0

@@ -145,6 +145,9 @@ class TrainSetup:
     optim: str = "adamw_torch"
     precision: str = "bf16"
     upcast_lmhead_output: bool = False
+    # False: the model's own (remote) code computes the loss on the 16-bit logits where transformers' ForCausalLMLoss
+    # upcasts them to fp32 (Qwen-7B's modeling_qwen.py); matters only without autocast
+    loss_upcast: bool = True
     expandable_segments: bool = False
     # distributed
     zero_stage: int | None = None

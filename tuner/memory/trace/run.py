@@ -23,6 +23,9 @@ so that the fake run is the same program as the real one:
   ``foreach``/``fused`` explicitly, as they pick them on CUDA.
 * AdamW reads its step count with ``.item()`` (non-capturable path); for a fake step the value is taken as 1,
   which changes numbers, never shapes (:func:`_fake_step_values`).
+
+``TrainSetup.loss_upcast=False`` swaps transformers' ``ForCausalLMLoss`` (fp32 upcast of the logits) for the loss a
+model's own remote code computes on its 16-bit logits (:func:`loss_on_16bit_logits`).
 """
 
 from __future__ import annotations
@@ -138,6 +141,15 @@ def _spec(setup: TrainSetup) -> Any:
     )
 
 
+def loss_on_16bit_logits(logits: torch.Tensor, labels: torch.Tensor, vocab_size: int, **_: Any) -> torch.Tensor:
+    """The causal-LM loss of remote modeling code that does not upcast (Qwen-7B's ``modeling_qwen.py``,
+    ``QWenLMHeadModel.forward``): the logits shifted into a contiguous copy, then ``CrossEntropyLoss`` on them in
+    their own dtype."""
+    shift_logits = logits[..., :-1, :].contiguous()
+    shift_labels = labels[..., 1:].contiguous()
+    return torch.nn.functional.cross_entropy(shift_logits.view(-1, vocab_size), shift_labels.view(-1))
+
+
 def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     """The model with meta parameters (real buffers), set up for training as LLaMA-Factory does."""
     from tuner.trial.build import _from_config, _parameters_on_meta, apply_method, compute_dtype_name, hf_config
@@ -155,6 +167,10 @@ def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     model, _ = apply_method(model, spec)
     if setup.quantization_bit == 4:
         qlora.patch_lora_layers(model)
+    if not setup.loss_upcast:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.loss_function = loss_on_16bit_logits
+        notes.append("loss: cross-entropy on the 16-bit logits (remote code without upcast)")
     return model, notes
 
 
