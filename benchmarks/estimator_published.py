@@ -25,9 +25,12 @@ Sources (files at the commits named, read from the public repositories):
 * ``unslothai/unsloth`` ``README.md`` "Context length benchmarks" (commit 6a4af87, January 2025): the longest
   context the Hugging Face + FA2 baseline fits for Llama 3.1 (8B) Instruct, 4-bit QLoRA r=32 on all linear layers,
   batch 1, sequences padded to the length, in each memory size; and Llama 3.3 (70B) on an 80 GB A100. A record is
-  "this context uses the whole memory size" (GB = 10^9 B), compared as nvidia-smi. The baseline runs PEFT's
-  ``prepare_model_for_kbit_training``, which upcasts the embeddings and lm_head to fp32 where LLaMA-Factory keeps
-  them in bf16: the extra 2 B per parameter is added.
+  "this context uses the whole memory size" (GB = 10^9 B), compared as nvidia-smi. The README does not name the
+  baseline's script; it is taken to be TRL's ``SFTTrainer`` with a LoRA ``peft_config`` and bf16, as in Unsloth's
+  own notebooks (an assumption). TRL v0.13.0 (the release of that month, ``trl/trainer/sft_trainer.py``
+  ``SFTTrainer.__init__``) runs PEFT's ``prepare_model_for_kbit_training`` on a 4-bit model (every non-4-bit weight
+  to fp32), then ``peft_module_casting_to_bf16`` (``trl/trainer/utils.py``): norms stay fp32, embeddings and
+  lm_head go back to bf16. That is LLaMA-Factory's ``upcast_layernorm`` on QLoRA, and it is converted so.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def _qwen1_7b() -> Any:
 #: CrossEntropyLoss on the 16-bit logits; under autocast (the LoRA rows) that is fp32 anyway, under DeepSpeed's fp16
 #: engine (the Q-LoRA rows) it is not.
 QWEN_LORA = {"lora_rank": 64, "lora_dropout": 0.05, "attention": "fa2", "optim": "adamw_torch", "batch_size": 1,
+             "gradient_accumulation_steps": 8,
              "loss_upcast": False}
 QWEN_LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 #: Qwen-7B rows of the table, GiB at each length.
@@ -96,9 +100,11 @@ QWEN_QLORA = {"quantization_bit": 4, "quantization_method": "gptq", "precision":
 QWEN_ZERO2_BUCKETS = {"reduce_bucket_size": 2e8, "allgather_bucket_size": 2e8}
 #: Unsloth's table: GPU memory (GB) -> longest context of the HF + FA2 baseline.
 UNSLOTH_8B = {12: 932, 16: 2551, 24: 5789, 40: 12264, 48: 15502, 80: 28454}
-#: prepare_model_for_kbit_training on Llama 3.1 8B / 3.3 70B: embeddings and lm_head (128256 x h each) to fp32.
-UNSLOTH_UPCAST_8B = 2 * 128256 * 4096 * 2
-UNSLOTH_UPCAST_70B = 2 * 128256 * 8192 * 2
+#: The HF + FA2 baseline as TRL's SFTTrainer sets it up (see the module docstring): fp32 norms on a 4-bit model.
+UNSLOTH_QLORA = {"quantization_bit": 4, "lora_rank": 32, "attention": "fa2", "batch_size": 1, "optim": "adamw_torch",
+                 "upcast_layernorm": True}
+UNSLOTH_CAVEAT = ("the longest context that fits: the peak is at most the memory size; the baseline's script is "
+                  "assumed (TRL SFTTrainer)")
 
 
 def records() -> list[Record]:
@@ -120,15 +126,10 @@ def records() -> list[Record]:
             out.append(Record(f"qwen-7b {method} {length}", QWEN_README, "nvidia-smi", "qwen-7b", setup, gib * GIB,
                               adjust, note, caveat, ("qwen", "qlora" if method == "Q-LoRA" else "lora")))  # fmt: skip
     for gb, tokens in UNSLOTH_8B.items():
-        setup = {"quantization_bit": 4, "lora_rank": 32, "attention": "fa2", "batch_size": 1, "cutoff_len": tokens,
-                 "optim": "adamw_torch"}  # fmt: skip
-        out.append(Record(f"llama-3.1-8b QLoRA {tokens} fits {gb} GB", UNSLOTH_README, "nvidia-smi", "llama-3.1-8b", setup,
-                          gb * GB, UNSLOTH_UPCAST_8B, "prepare_model_for_kbit_training: embeddings and lm_head in fp32",
-                          "the longest context that fits: the peak is at most the memory size", ("unsloth", "qlora")))  # fmt: skip
-    setup = {"quantization_bit": 4, "lora_rank": 32, "attention": "fa2", "batch_size": 1, "cutoff_len": 6916, "optim": "adamw_torch"}
-    out.append(Record("llama-3.3-70b QLoRA 6916 fits 80 GB", UNSLOTH_70B, "nvidia-smi", "llama-3.3-70b", setup, 80 * GB,
-                      UNSLOTH_UPCAST_70B, "prepare_model_for_kbit_training: embeddings and lm_head in fp32",
-                      "the longest context that fits: the peak is at most the memory size", ("unsloth", "qlora")))  # fmt: skip
+        out.append(Record(f"llama-3.1-8b QLoRA {tokens} fits {gb} GB", UNSLOTH_README, "nvidia-smi", "llama-3.1-8b",
+                          dict(UNSLOTH_QLORA, cutoff_len=tokens), gb * GB, caveat=UNSLOTH_CAVEAT, tags=("unsloth", "qlora")))  # fmt: skip
+    out.append(Record("llama-3.3-70b QLoRA 6916 fits 80 GB", UNSLOTH_70B, "nvidia-smi", "llama-3.3-70b",
+                      dict(UNSLOTH_QLORA, cutoff_len=6916), 80 * GB, caveat=UNSLOTH_CAVEAT, tags=("unsloth", "qlora")))  # fmt: skip
     return out
 
 

@@ -39,7 +39,8 @@ OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas
 
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:
     row = {"name": name, "model": model, "method": method, "group": group, "gc": True, "optim": "adamw_torch",
-           "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True}  # fmt: skip
+           "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True,
+           "upcast_layernorm": False}  # fmt: skip
     row.update(kw)
     return row
 
@@ -80,6 +81,12 @@ MATRIX: list[dict[str, Any]] = [
     _row("q0.5b-lora-loss16", "qwen2.5-0.5b", "lora", "loss", loss_upcast=False),
     _row("q1.5b-qlora-pure-loss16", "qwen2.5-1.5b", "qlora", "loss", precision="pure_bf16", loss_upcast=False, cutoff=2048),
     _row("q0.5b-full-pure-loss16", "qwen2.5-0.5b", "full", "loss", precision="pure_bf16", loss_upcast=False),
+    # upcast_layernorm: fp32 norm weights; with 4-bit layers the stream turns fp32
+    _row("q0.5b-lora-uln", "qwen2.5-0.5b", "lora", "upcast", upcast_layernorm=True),
+    _row("q1.5b-qlora-uln", "qwen2.5-1.5b", "qlora", "upcast", upcast_layernorm=True, cutoff=2048),
+    _row("q1.5b-qlora-uln-nogc", "qwen2.5-1.5b", "qlora", "upcast", upcast_layernorm=True, gc=False),
+    _row("qw3-4b-qlora-uln-b2", "qwen3-4b", "qlora", "upcast", upcast_layernorm=True, batch=2, cutoff=1024),
+    _row("l8b-qlora-uln", "llama-3.1-8b", "qlora", "upcast", upcast_layernorm=True, rank=32, cutoff=4096),
     # batch x length sweep
     *[
         _row(f"sweep-{m}-b{b}x{s}", "qwen2.5-0.5b", m, "sweep", batch=b, cutoff=s, optim="adamw_torch_fused")
@@ -107,6 +114,7 @@ def setup_for(row: dict[str, Any]) -> Any:
         optim=row["optim"],
         precision=row["precision"],
         loss_upcast=bool(row["loss_upcast"]),
+        upcast_layernorm=bool(row["upcast_layernorm"]),
     )
 
 
@@ -139,7 +147,7 @@ def describe(row: dict[str, Any]) -> str:
     gc = "GC" if row["gc"] else "no GC"
     optim = "fused" if row["optim"].endswith("fused") else "foreach"
     extra = "".join((f", {row['precision']}" if row["precision"] != "bf16" else "",
-                     ", 16-bit loss" if not row["loss_upcast"] else ""))
+                     ", 16-bit loss" if not row["loss_upcast"] else "", ", upcast_layernorm" if row["upcast_layernorm"] else ""))
     return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}{extra}"
 
 
@@ -181,7 +189,7 @@ def explain(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], help="run only this setup (repeatable)")
-    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss")
+    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss, upcast")
     ap.add_argument("--json", type=Path, help="write the rows here")
     ap.add_argument("--explain", metavar="NAME", help="print where the bytes are for one setup")
     ap.add_argument("--list", action="store_true", help="print the matrix and exit")

@@ -427,7 +427,13 @@ class QuantizedUpcastLayernorm(Rule):
     """Quantized training without ``upcast_layernorm``.
 
     ``get_train_args`` logs "We recommend enable `upcast_layernorm` in quantized training."
-: layer norms computed in fp32 make QLoRA numerically more stable.
+    : layer norms computed in fp32 make QLoRA numerically more stable.
+
+    It is not free with bitsandbytes 4-bit layers: ``Linear4bit`` takes an fp32 input's dtype as its compute dtype
+    and returns its input's dtype (bitsandbytes ``nn/modules.py``, ``Linear4bit.set_compute_type`` and
+    ``forward``), so q/k/v and the MLP run in fp32 on the fp32 norm outputs and the residual stream turns fp32:
+    the checkpoints of every layer but the first double and the MLP keeps fp32 activations. ``cfgtune estimate``
+    counts it (checked against the trace of the real step), so the fix is not applied unasked.
 
     Bad:
 
@@ -448,7 +454,7 @@ class QuantizedUpcastLayernorm(Rule):
     code = "LF009"
     name = "quantized-upcast-layernorm"
     severity = Severity.INFO
-    fixable = "safe"
+    fixable = "unsafe"  # more activation memory with bitsandbytes 4-bit: see the docstring
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         if ctx.is_training and ctx.get("quantization_bit") is not None and not ctx.flag("upcast_layernorm"):
@@ -457,8 +463,9 @@ class QuantizedUpcastLayernorm(Rule):
                 also=("upcast_layernorm",),
                 message="quantized training without `upcast_layernorm`: LLaMA-Factory recommends computing layer norms "
                 "in fp32 for QLoRA",
-                hint="set `upcast_layernorm: true`",
-                fix=set_key(ctx, "upcast_layernorm", "true", "set `upcast_layernorm: true`", after="quantization_bit"),
+                hint="set `upcast_layernorm: true`; with bitsandbytes 4-bit it makes the layers compute in fp32 and the "
+                "residual stream fp32, so check the memory with `cfgtune estimate`",
+                fix=set_key(ctx, "upcast_layernorm", "true", "set `upcast_layernorm: true`", after="quantization_bit", safe=False),
             )
 
 

@@ -175,3 +175,20 @@ def test_unstated_optimizer_is_the_target_versions_default(tmp_path: Path) -> No
     assert unstated["setup"]["optim"] == "adamw_torch_fused" and stated["setup"]["optim"] == "adamw_torch"
     assert unstated["peak_phase"] != "optimizer step" and stated["peak_phase"] == "optimizer step"
     assert unstated["reserved_bytes"] > unstated["allocated_bytes"]
+
+
+def test_upcast_layernorm_on_qlora_is_estimated_as_the_fp32_stream_it_makes(tmp_path: Path) -> None:
+    """LLaMA-Factory's upcast_layernorm on a 4-bit model: bitsandbytes computes and returns fp32 on the fp32 norm
+    outputs, the residual stream turns fp32 and the checkpoints double; on a 16-bit model nothing changes."""
+    qlora = LORA.replace("lora_rank: 16", "lora_rank: 16\nquantization_bit: 4")
+    args = ("--hw", "h100", "--model", "llama-3.1-8b", "--json")
+    plain = json.loads(run(tmp_path, qlora, *args).stdout)
+    upcast = json.loads(run(tmp_path, qlora + "upcast_layernorm: true\n", *args).stdout)
+    assert plain["setup"]["upcast_layernorm"] is False and upcast["setup"]["upcast_layernorm"] is True
+    acts = {d["setup"]["upcast_layernorm"]: next(c["bytes"] for c in d["components"] if c["key"] == "activations")
+            for d in (plain, upcast)}  # fmt: skip
+    # 31 of 32 layer checkpoints of 2 x 2048 tokens x 4096 go from 2 to 4 bytes (the first layer's input stays bf16)
+    assert acts[True] - acts[False] == pytest.approx(31 * 2 * 2048 * 4096 * 2, rel=0.05)
+    lora16 = json.loads(run(tmp_path, LORA + "upcast_layernorm: true\n", *args).stdout)
+    base16 = json.loads(run(tmp_path, LORA, *args).stdout)
+    assert lora16["peak_bytes"] == pytest.approx(base16["peak_bytes"], rel=0.001)

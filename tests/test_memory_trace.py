@@ -59,6 +59,7 @@ CASES = {
     "qlora-gc": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4)),
     "qlora-nogc-padded": (LLAMA_TIED, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, gradient_checkpointing=False, batch_size=2)),
     "lora-pure-bf16-16bit-loss": (QWEN2, dict(finetuning_type="lora", lora_rank=4, precision="pure_bf16", loss_upcast=False)),
+    "qlora-upcast-layernorm": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, upcast_layernorm=True)),
 }
 
 
@@ -141,6 +142,11 @@ ESTIMATOR_CASES = {
     "lora-pure-bf16-16bit-loss": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", loss_upcast=False)),
     "qlora-pure-bf16-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, precision="pure_bf16", loss_upcast=False)),
     "lora-autocast-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, loss_upcast=False)),
+    # upcast_layernorm: fp32 norm outputs; bitsandbytes then computes in fp32 and the residual stream turns fp32
+    "lora-upcast-layernorm": (LLAMA, dict(finetuning_type="lora", lora_rank=8, upcast_layernorm=True)),
+    "qlora-upcast-layernorm": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, upcast_layernorm=True)),
+    "qlora-upcast-layernorm-nogc": (LLAMA, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, upcast_layernorm=True,
+                                                gradient_checkpointing=False)),
 }
 
 

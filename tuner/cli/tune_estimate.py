@@ -184,6 +184,7 @@ def _setup_summary(s: Any) -> dict[str, Any]:
         "gradient_accumulation_steps": s.gradient_accumulation_steps,
         "precision": s.precision,
         "quantization_bit": s.quantization_bit,
+        "upcast_layernorm": s.upcast_layernorm,
         "lora_rank": s.lora_rank if s.finetuning_type == "lora" else None,
         "gradient_checkpointing": s.gradient_checkpointing,
         "attention": s.attention,

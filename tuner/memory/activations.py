@@ -61,6 +61,10 @@ class ActOptions:
     #: bitsandbytes 4-bit base layers (QLoRA): ``MatMul4Bit`` keeps its input, and PEFT's bitsandbytes LoRA layer
     #: feeds the adapter the uncast input under autocast
     bnb4: bool = False
+    #: ``upcast_layernorm`` with bitsandbytes 4-bit layers under autocast: the fp32 norm outputs make the 4-bit layers
+    #: that read them compute in fp32 and return fp32 (``Linear4bit.set_compute_type``/``forward``), so q/k/v and the
+    #: whole MLP run in fp32, and the MLP's fp32 output turns the residual stream fp32 from the first layer on
+    bnb_fp32: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,10 @@ def _group(
             cast = a_b != x_b
             if opts.lora_dropout:
                 total += d_in  # the dropout mask (bool)
-            if opts.bnb4 and dt.autocast and not opts.lora_dropout:
+            if opts.bnb4 and dt.autocast and not opts.lora_dropout and x_b == 2:
                 shares_x = True  # PEFT's bitsandbytes LoRA layer: no cast under autocast, lora_A keeps x itself
+            elif opts.bnb4 and dt.autocast and not opts.lora_dropout:
+                total += 2 * d_in  # no PEFT cast, but autocast's 16-bit copy of the fp32 input for lora_A
             elif dt.autocast and a_b != 2:
                 total += 2 * d_in  # lora_A's autocast copy of the (cast, dropped) input
             elif cast or opts.lora_dropout:
@@ -143,6 +149,7 @@ def layer_activation(
     a, kv = arch.num_attention_heads, arch.num_key_value_heads
     hq, hkv = a * hd, kv * hd
     mm = dt.matmul_out(plan)
+    mm_in = 4 if opts.bnb_fp32 else mm  # outputs of the 4-bit layers that read fp32 norm outputs (q/k/v, the MLP)
     by_name = {lin.path.rsplit(".", 1)[-1]: lin for lin in linears if lin.part == "attention"}
     saved = 0.0
     s_coef = 0.0
@@ -156,8 +163,8 @@ def layer_activation(
     g, _ = _group(n1_out, h, qkv, plan, dt, opts)
     saved += g
     if arch.qk_norm:
-        saved += _norm(hq, mm, plan.norms_trainable, dt.norm_weight, opts.liger)[0]
-        saved += _norm(hkv, mm, plan.norms_trainable, dt.norm_weight, opts.liger)[0]
+        saved += _norm(hq, mm_in, plan.norms_trainable, dt.norm_weight, opts.liger)[0]
+        saved += _norm(hkv, mm_in, plan.norms_trainable, dt.norm_weight, opts.liger)[0]
 
     # attention core
     lse = 4 * a
@@ -197,9 +204,9 @@ def layer_activation(
         gate_up = [lin for lin in mlp if not lin.path.endswith(("down_proj", "w2"))]
         down = [lin for lin in mlp if lin.path.endswith(("down_proj", "w2"))]
         saved += _group(n2_out, h, gate_up, plan, dt, opts)[0]
-        saved += act_mult * mm * inter
-        saved += _group(mm, inter, down, plan, dt, opts)[0]
-        mlp_bwd = float(3 * mm * inter)
+        saved += act_mult * mm_in * inter
+        saved += _group(mm_in, inter, down, plan, dt, opts)[0]
+        mlp_bwd = float(3 * mm_in * inter)
     else:
         k = max(1, arch.num_experts_per_tok)
         g, _ = _group(n2_out, h, router + [lin for lin in shared if not lin.path.endswith("down_proj")], plan, dt, opts)

@@ -370,9 +370,11 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     if s.liger and not liger:
         notes.append(f"Liger has no kernels for model type {arch.model_type!r} in LLaMA-Factory: estimated without it")
     bnb4 = bool(plan.quantized) and s.quantization_method == "bnb" and s.quantization_bit == 4
-    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft", bnb4)
-    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft, bnb4)
-    residual = rg.residual_full if plan.embed_trainable else (2 if rg.load_b == 2 else 4)
+    bnb_fp32 = bnb4 and s.upcast_layernorm and rg.autocast and not liger
+    opts = ActOptions(attention, kv_expanded, liger, s.lora_dropout > 0 and s.finetuning_type == "lora", s.use_dora and s.finetuning_type == "lora", s.finetuning_type == "oft", bnb4, bnb_fp32)
+    base_opts = ActOptions(attention, kv_expanded, liger, False, False, opts.oft, bnb4, bnb_fp32)
+    embed_out = rg.residual_full if plan.embed_trainable else (2 if rg.load_b == 2 else 4)
+    residual = embed_out
     first = plan.first_trainable_layer
     gc = s.gradient_checkpointing
     saved_total = 0.0
@@ -387,11 +389,13 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         if first is None or i < first:
             continue  # no input needs a gradient yet: nothing saved
         trainable_layer = lp.has_trainable
-        norm_w = rg.trainable_b if (lp.norms_trainable and not ds) else (2 if rg.load_b == 2 else 4)
+        # the first layer's fp32 MLP output makes the residual stream fp32 for every later layer
+        residual = 4 if (bnb_fp32 and i > 0) else embed_out
+        norm_w = rg.trainable_b if (lp.norms_trainable and not ds) else (4 if s.upcast_layernorm or rg.load_b != 2 else 2)
         dt = LayerDtypes(rg.autocast, residual, norm_w, rg.trainable_b, rg.load_b, rg.adapter_b)
         # Without checkpointing, the first trainable layer's input needs no gradient when nothing before trains.
         needs_grad = not (i == first and not plan.embed_trainable and not (trainable_layer and gc))
-        key = (facts.layer_kinds[i], lp.trainable_linears, tuple(sorted(lp.adapters.items())), lp.norms_trainable, norm_w, needs_grad)
+        key = (facts.layer_kinds[i], lp.trainable_linears, tuple(sorted(lp.adapters.items())), lp.norms_trainable, norm_w, needs_grad, residual)
         if key not in cache:
             cache[key] = (
                 layer_activation(arch, facts.linears(i), lp, dt, opts, needs_grad),
@@ -419,7 +423,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
                               f"{n_ck} layers x {tokens:,} tokens x {residual * arch.hidden_size} B x {s.ranks_per_node} ranks/node", FORWARD_BACKWARD))
     head = head_saved_per_token(arch, residual, plan.final_norm_trainable, plan.lm_head_trainable, rg.autocast, liger) * tokens if first is not None else 0.0
     mm = 2 if (rg.autocast or rg.load_b == 2) else 4
-    batch_b = batch_tensor_bytes(arch, s.batch_size * s.sequences_per_sample, seq, attention, mm, rope_b=residual)
+    batch_b = batch_tensor_bytes(arch, s.batch_size * s.sequences_per_sample, seq, attention, mm, rope_b=embed_out)
     fused = liger and s.stage in ("pt", "sft")
     logits_b = 4 if (s.upcast_lmhead_output or mm == 4) else 2
     loss, loss_fwd, loss_detail = loss_bytes(arch, tokens, fused=fused, logits_b=logits_b, hidden_b=mm, head_trainable=plan.lm_head_trainable,
@@ -484,7 +488,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
                                                          and prof.stores_grads and not s.use_badam) else 0.0
     tied = facts.counts.lm_head == 0
     eob_layer = work_first - (0.0 if tied else embed_grad)
-    eob_embed = facts.counts.embeddings * (residual + rg.grad_b) if (embed_grad and tied) else 0.0
+    eob_embed = facts.counts.embeddings * (embed_out + rg.grad_b) if (embed_grad and tied) else 0.0
     eob_work, eob_detail = (eob_layer, "the first layer's backward, the last one backward visits") if eob_layer >= eob_embed else (
         eob_embed, "the tied embedding's gradient and its sum with lm_head's, next to all other gradients")
     eob = grads_full + eob_work + batch_b + gathered

@@ -97,6 +97,7 @@ def setup_from_context(ctx: Context) -> TrainSetup:
         optim=optim,
         precision=precision,
         upcast_lmhead_output=ctx.flag("upcast_lmhead_output"),
+        upcast_layernorm=ctx.flag("upcast_layernorm"),
         expandable_segments=expandable_segments(ctx.options.env),
         zero_stage=stage,
         offload_optimizer=ds.offload_optimizer if ds is not None else None,

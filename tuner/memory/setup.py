@@ -145,6 +145,7 @@ class TrainSetup:
     optim: str = "adamw_torch"
     precision: str = "bf16"
     upcast_lmhead_output: bool = False
+    upcast_layernorm: bool = False  # norm weights in fp32: their outputs, and what reads them, become fp32
     # False: the model's own (remote) code computes the loss on the 16-bit logits where transformers' ForCausalLMLoss
     # upcasts them to fp32 (Qwen-7B's modeling_qwen.py); matters only without autocast
     loss_upcast: bool = True

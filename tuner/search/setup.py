@@ -410,6 +410,7 @@ def prepare(opts: AutoOptions) -> Prepared:
         use_dora=bool(data.get("use_dora")),
         freeze_trainable_layers=_int(data.get("freeze_trainable_layers")) or 2,
         quantization_bit=_int(data.get("quantization_bit")),
+        upcast_layernorm=data.get("upcast_layernorm") is True,
         cutoff_len=int(cutoff),
         attn_implementation=base_attention(data, device.kind, model.arch.model_type),
         precision=base_precision(data) if doc is not None else "bf16",

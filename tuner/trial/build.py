@@ -467,6 +467,24 @@ def _setup_lora(model: Any, spec: TrialSpec, cast: bool) -> tuple[Any, list[str]
     return model, targets
 
 
+#: LLaMA-Factory's LAYERNORM_NAMES (src/llamafactory/extras/constants.py, v0.9.5).
+LAYERNORM_NAMES = ("norm", "ln")
+
+
+def upcast_layernorm(model: Any) -> int:
+    """LLaMA-Factory's ``upcast_layernorm`` (``prepare_model_for_training`` in model_utils/checkpointing.py, run by
+    ``patch_model`` before the adapter is set up): every 1-D parameter whose name contains "norm" or "ln" to fp32.
+    Returns how many were cast."""
+    import torch
+
+    count = 0
+    for name, param in model.named_parameters():
+        if param.ndim == 1 and any(n in name for n in LAYERNORM_NAMES):
+            param.data = param.data.to(torch.float32)
+            count += 1
+    return count
+
+
 def apply_method(model: Any, spec: TrialSpec) -> tuple[Any, list[str]]:
     """Gradient checkpointing, then the fine-tuning method, in LLaMA-Factory's order (patcher, then adapter)."""
     if spec.quantization_bit is not None and spec.finetuning_type != "lora":
@@ -474,6 +492,8 @@ def apply_method(model: Any, spec: TrialSpec) -> tuple[Any, list[str]]:
     if spec.precision == "pure_bf16" and spec.zero_stage == 3:
         raise TrialSetupError("`pure_bf16` is incompatible with DeepSpeed ZeRO-3.")
     model.train()
+    if spec.upcast_layernorm:
+        upcast_layernorm(model)
     if spec.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     cast = casts_trainable_to_fp32(spec)

@@ -30,6 +30,7 @@ class TrialSpec:
     use_dora: bool = False
     freeze_trainable_layers: int = 2
     quantization_bit: int | None = None  # 4/8: QLoRA via bitsandbytes where available
+    upcast_layernorm: bool = False  # LLaMA-Factory's upcast_layernorm: norm weights in fp32
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     cutoff_len: int = 2048

@@ -13,6 +13,10 @@ bitsandbytes 0.45-0.48:
   (``functional.py`` ``dequantize_4bit``: first the absmax, to fp32, then the ``out x in`` 16-bit weight), used by
   ``F.linear`` and dropped; the input ``A`` is kept on the autograd context whenever it needs a gradient.
 * backward (``MatMul4Bit.backward``): the weight is dequantized again for ``grad_A = grad_output @ W``.
+* dtypes (``nn/modules.py`` ``Linear4bit.forward`` and ``set_compute_type``): on its first call the layer takes an
+  fp32 or bf16 input's dtype as its compute dtype; every call casts the input to the compute dtype and the output
+  back to the input's dtype. With bf16 inputs (LLaMA-Factory's default) both casts are no-ops; with fp32 inputs
+  (``upcast_layernorm``'s fp32 norm outputs) the layer computes, keeps and returns fp32.
 
 PEFT wraps such a layer with its bitsandbytes LoRA layer (``peft/tuners/lora/bnb.py`` ``Linear4bit.forward``),
 which differs from the plain one in two ways that matter for memory: the base output is cloned before the adapter
@@ -91,9 +95,19 @@ class Linear4bitStandIn(torch.nn.Linear):
         self.register_buffer("absmax2", torch.empty(-(-blocks // BLOCK2), dtype=torch.float32, device=meta), persistent=False)
         self.register_buffer("offset", torch.empty((), dtype=torch.float32, device=meta), persistent=False)
         self.register_buffer("code", torch.empty(16, dtype=torch.float32, device=meta), persistent=False)
+        self.compute_dtype: torch.dtype | None = bias_dtype
+        self.compute_type_is_set = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _MatMul4Bit.apply(x, self, self.bias)
+        if not self.compute_type_is_set:
+            if x.dtype in (torch.float32, torch.bfloat16):
+                self.compute_dtype = x.dtype
+            self.compute_type_is_set = True
+        inp_dtype = x.dtype
+        if self.compute_dtype is not None:
+            x = x.to(self.compute_dtype)
+        bias = None if self.bias is None else self.bias.to(self.compute_dtype)
+        return _MatMul4Bit.apply(x, self, bias).to(inp_dtype)
 
 
 def _lora_4bit_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

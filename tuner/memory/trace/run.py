@@ -131,6 +131,7 @@ def _spec(setup: TrainSetup) -> Any:
         lora_dropout=setup.lora_dropout,
         freeze_trainable_layers=setup.freeze_trainable_layers,
         quantization_bit=setup.quantization_bit,
+        upcast_layernorm=setup.upcast_layernorm,
         per_device_train_batch_size=setup.batch_size,
         cutoff_len=setup.cutoff_len,
         gradient_checkpointing=setup.gradient_checkpointing,
@@ -164,7 +165,7 @@ def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     if setup.quantization_bit == 4:
         n = qlora.quantize(model, dtype)
         notes.append(f"{n} linear layers as bitsandbytes NF4 stand-ins (tuner.memory.trace.qlora)")
-    model, _ = apply_method(model, spec)
+    model, _ = apply_method(model, spec)  # with upcast_layernorm, as LLaMA-Factory's patcher does it
     if setup.quantization_bit == 4:
         qlora.patch_lora_layers(model)
     if not setup.loss_upcast:
