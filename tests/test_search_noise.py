@@ -17,26 +17,18 @@ import pytest
 
 pytest.importorskip("optuna", reason="the tuner needs optuna (pip install 'cfgtune[tune]')")
 
-from tuner.models.arch import Architecture
 from tuner.search.candidates import Pool
 from tuner.search.policy import Policy, choose, finalists
 from tuner.search.prune import Pruner
 from tuner.search.records import DUPLICATE, TrialRecord
-from tuner.search.space import DIMENSIONS, Point, SearchSpace, micro_batch_choices
+from tuner.search.space import DIMENSIONS, Point, SearchSpace
 from tuner.search.study import Budget, Search, open_study
 from tuner.search.view import PlainView
 from tuner.trial.spec import TrialResult, TrialSpec
 from tuner.trial.stats import measure
-
-MIB = 1024**2
-CEILING = 1000 * MIB
-TINY = Architecture(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=4, intermediate_size=128, vocab_size=512)  # fmt: skip
+from search_fixtures import CEILING, MIB, make_space, peak_of
 
 
-def make_space(global_batch: int = 16, ranks: tuple[int, ...] = (8, 16, 32)) -> SearchSpace:
-    t = TrialSpec(arch=TINY, cutoff_len=64, device="cpu", memory_limit_bytes=CEILING)
-    return SearchSpace(template=t, global_batch=global_batch, micro_batches=micro_batch_choices(global_batch, 1), ranks=ranks)
 
 
 def true_tps(spec: TrialSpec) -> float:
@@ -44,10 +36,6 @@ def true_tps(spec: TrialSpec) -> float:
     b = spec.per_device_train_batch_size
     return 1000 * b**0.5 * (0.75 if spec.gradient_checkpointing else 1.0) * (1 - spec.lora_rank / 2000)
 
-
-def true_peak(spec: TrialSpec) -> int:
-    per_seq = 100 if spec.gradient_checkpointing else 300
-    return (200 + per_seq * spec.per_device_train_batch_size + spec.lora_rank) * MIB
 
 
 class NoisyRunner:
@@ -60,7 +48,7 @@ class NoisyRunner:
 
     def __call__(self, spec: TrialSpec, *, timeout_s: float, workdir: Path, **_: Any) -> TrialResult:
         self.calls.append(spec)
-        peak = true_peak(spec)
+        peak = peak_of(spec)
         if peak > 1.4 * CEILING:
             return TrialResult(status="oom", reason="CUDA out of memory")
         offset = math.exp(self.rng.gauss(0, self.between))
@@ -71,7 +59,7 @@ class NoisyRunner:
 
 
 def estimator(spec: TrialSpec) -> int:
-    return int(true_peak(spec) * 1.2)  # a pessimistic memory model, calibrated by the trials
+    return int(peak_of(spec) * 1.2)  # a pessimistic memory model, calibrated by the trials
 
 
 def search(tmp_path: Path, runner: Any, *, n_trials: int = 10, race: int = 8, policy: Policy | None = None,
@@ -84,7 +72,7 @@ def search(tmp_path: Path, runner: Any, *, n_trials: int = 10, race: int = 8, po
 
 
 def best_feasible_true(space: SearchSpace) -> float:
-    return max(true_tps(space.spec(p)) for p in space.points() if true_peak(space.spec(p)) <= CEILING)
+    return max(true_tps(space.spec(p)) for p in space.points() if peak_of(space.spec(p)) <= CEILING)
 
 
 # -- the whole search under noise ---------------------------------------------------------------------------------
@@ -101,7 +89,7 @@ def test_choices_under_noise_are_near_the_true_best_within_the_budget(tmp_path: 
     share = true_tps(sp.spec(choice.record.point)) / best_feasible_true(sp)
     assert share >= 0.95, (choice.record.point.key, share)
     assert len(runner.calls) <= 10 + 8  # exploration + re-measurements, nothing more
-    assert true_peak(sp.spec(choice.record.point)) <= CEILING
+    assert peak_of(sp.spec(choice.record.point)) <= CEILING
 
 
 def test_race_rounds_interleave_the_finalists_and_the_gain_is_paired(tmp_path: Path) -> None:
@@ -131,7 +119,7 @@ def test_race_rounds_interleave_the_finalists_and_the_gain_is_paired(tmp_path: P
 
 def test_exact_results_need_no_racing_and_no_gain_rounds(tmp_path: Path) -> None:
     def exact(spec: TrialSpec, **_: Any) -> TrialResult:
-        peak = true_peak(spec)
+        peak = peak_of(spec)
         return TrialResult(status="over_budget" if peak > CEILING else "ok", peak_bytes=peak,
                            micro_step_s=spec.per_device_train_batch_size * 64 / true_tps(spec), optimizer_step_s=0.0)  # fmt: skip
 

@@ -16,28 +16,15 @@ import pytest
 
 pytest.importorskip("optuna", reason="the tuner needs optuna (pip install 'cfgtune[tune]')")
 
-from tuner.models.arch import Architecture
 from tuner.search.records import DUPLICATE, INTERRUPTED, PRUNED
-from tuner.search.space import Point, SearchSpace, micro_batch_choices
+from tuner.search.space import Point, SearchSpace
 from tuner.search.study import Budget, Search, StudyError, open_study, read_records
 from tuner.search.view import PlainView
 from tuner.trial.spec import TrialResult, TrialSpec
-
-MIB = 1024**2
-CEILING = 1000 * MIB
-TINY = Architecture(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=4, intermediate_size=128, vocab_size=512)  # fmt: skip
+from search_fixtures import CEILING, MIB, make_space, peak_of
 
 
-def make_space(global_batch: int = 16, ranks: tuple[int, ...] = (8, 16, 32)) -> SearchSpace:
-    t = TrialSpec(arch=TINY, cutoff_len=64, device="cpu", memory_limit_bytes=CEILING)
-    return SearchSpace(template=t, global_batch=global_batch, micro_batches=micro_batch_choices(global_batch, 1), ranks=ranks)
 
-
-def peak_of(spec: TrialSpec) -> int:
-    """200 MiB + 100 per sequence with checkpointing, 300 without; rank adds a little."""
-    per_seq = 100 if spec.gradient_checkpointing else 300
-    return (200 + per_seq * spec.per_device_train_batch_size + spec.lora_rank) * MIB
 
 
 class FakeRunner:
