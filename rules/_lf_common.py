@@ -149,6 +149,14 @@ def eval_strategy_key(ctx: Context) -> str:
     return "evaluation_strategy" if not ctx.has("eval_strategy") and ctx.has("evaluation_strategy") else "eval_strategy"
 
 
+def eval_strategy_on(ctx: Context) -> bool:
+    """Whether the evaluation strategy (``eval_strategy`` or its old name, :func:`eval_strategy_key`) names one
+    other than "no": transformers' ``TrainingArguments.__post_init__`` then turns ``do_eval`` on. YAML's bare
+    ``no`` reads as false, which is "no" too."""
+    strategy = ctx.get(eval_strategy_key(ctx))
+    return isinstance(strategy, str) and strategy != "no"
+
+
 def adapters_mergeable(ctx: Context) -> bool:
     """Whether ``_setup_lora_tuning`` can merge adapters: not into a quantized model, under ZeRO-3, Unsloth or
     KTransformers, where the last adapter is always resumed (even with ``create_new_adapter``)."""

@@ -15,7 +15,7 @@ from tuner.config.versions import v
 from tuner.lint.fixes import remove_key, set_key
 from tuner.lint.rule import Finding, Rule, Severity, lf_stops
 
-from ._lf_common import eval_strategy_key, lf_split, val_size
+from ._lf_common import eval_strategy_key, eval_strategy_on, lf_split, val_size
 
 
 class ValSizeNeedsDataset(Rule):
@@ -432,7 +432,7 @@ class EvalNeedsData(Rule):
         strategy_key = eval_strategy_key(ctx)
         strategy = ctx.get(strategy_key)
         reasons = [k for k in ("do_eval", "do_predict", "predict_with_generate") if ctx.flag(k)]
-        if not reasons and isinstance(strategy, str) and strategy != "no":
+        if not reasons and eval_strategy_on(ctx):
             reasons = [strategy_key]
         if not reasons:
             return

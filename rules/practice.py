@@ -13,7 +13,7 @@ from tuner.config.context import Context
 from tuner.lint.fixes import insert_key, remove_key, rename_key, replace_value
 from tuner.lint.rule import Finding, Rule, Severity, is_number
 
-from ._lf_common import eval_strategy_key
+from ._lf_common import eval_strategy_on
 
 #: A run this many optimizer steps long is "long" enough to want an evaluation split.
 LONG_RUN_STEPS = 1000
@@ -21,10 +21,9 @@ LONG_RUN_EPOCHS = 5
 
 
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get(eval_strategy_key(ctx))
     return (
         ctx.flag("do_eval")
-        or (isinstance(strategy, str) and strategy != "no")
+        or eval_strategy_on(ctx)
         or ctx.get("eval_dataset") not in (None, "", [])
         or (is_number(ctx.get("val_size")) and ctx.get("val_size") > 1e-6)
     )
@@ -490,8 +489,7 @@ class NothingToRun(Rule):
         tokenized = ctx.get("tokenized_path")
         if isinstance(tokenized, str) and tokenized.strip():
             return  # tokenisation only: data/loader.py `get_dataset` saves the tokenized dataset there, the run's result
-        strategy = ctx.get(eval_strategy_key(ctx))
-        if isinstance(strategy, str) and strategy != "no":
+        if eval_strategy_on(ctx):
             return  # transformers turns do_eval on
         after = "stage" if ctx.has("stage") else None
         yield Finding(

@@ -13,7 +13,7 @@ from tuner.config.ranges import BANDS, Band
 from tuner.lint.fixes import set_key
 from tuner.lint.rule import Finding, Rule, Severity
 
-from ._lf_common import command, eval_strategy_key
+from ._lf_common import command, eval_strategy_on
 
 #: Commands that generate text with the GeneratingArguments (``llamafactory-cli chat``, ``api``, ...).
 _CHAT_COMMANDS = frozenset({"infer", "chat", "api", "webchat"})
@@ -31,10 +31,7 @@ def _number(ctx: Context, key: str) -> float | None:
 
 
 def _evaluates(ctx: Context) -> bool:
-    strategy = ctx.get(eval_strategy_key(ctx))
-    return ctx.is_train_command and (
-        ctx.flag("do_eval") or ctx.flag("do_predict") or (isinstance(strategy, str) and strategy != "no")
-    )
+    return ctx.is_train_command and (ctx.flag("do_eval") or ctx.flag("do_predict") or eval_strategy_on(ctx))
 
 
 def _strategy_is(key: str, value: str) -> Callable[[Context], bool]:
