@@ -189,6 +189,9 @@ def test_upcast_layernorm_on_qlora_is_estimated_as_the_fp32_stream_it_makes(tmp_
             for d in (plain, upcast)}  # fmt: skip
     # 31 of 32 layer checkpoints of 2 x 2048 tokens x 4096 go from 2 to 4 bytes (the first layer's input stays bf16)
     assert acts[True] - acts[False] == pytest.approx(31 * 2 * 2048 * 4096 * 2, rel=0.05)
+    table = run(tmp_path, qlora + "upcast_layernorm: true\n", *args[:-1]).stdout
+    more = (upcast["peak_bytes"] - plain["peak_bytes"]) / 1024**3
+    assert "upcast_layernorm on 4-bit layers" in table and f"{more:.2f} GiB more at the peak than without it" in table
     lora16 = json.loads(run(tmp_path, LORA + "upcast_layernorm: true\n", *args).stdout)
     base16 = json.loads(run(tmp_path, LORA, *args).stdout)
     assert lora16["peak_bytes"] == pytest.approx(base16["peak_bytes"], rel=0.001)

@@ -606,6 +606,10 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         notes.append("PiSSA: the SVD at initialisation runs before training and is not the training peak; training is as LoRA")
     if s.stage in ("dpo", "kto") and s.finetuning_type in ("full", "freeze") and not s.use_ref_model:
         notes.append("no separate reference model counted (set use_ref_model for DPO/KTO full or freeze tuning)")
+    if bnb_fp32:
+        without = estimate(s.with_(upcast_layernorm=False), hardware, ceiling=ceiling).peak_bytes
+        notes.append(f"upcast_layernorm on 4-bit layers: bitsandbytes computes q/k/v and the MLP in fp32 on the fp32 norm "
+                     f"outputs and the residual stream turns fp32, {_gib(peak - without)} more at the peak than without it")
     notes.insert(0, rg.why)
     return MemoryEstimate(
         setup=s,
