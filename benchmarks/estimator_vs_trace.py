@@ -40,7 +40,7 @@ OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:
     row = {"name": name, "model": model, "method": method, "group": group, "gc": True, "optim": "adamw_torch",
            "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True,
-           "upcast_layernorm": False}  # fmt: skip
+           "upcast_layernorm": False, "zero_stage": None}  # fmt: skip
     row.update(kw)
     return row
 
@@ -87,6 +87,14 @@ MATRIX: list[dict[str, Any]] = [
     _row("q1.5b-qlora-uln-nogc", "qwen2.5-1.5b", "qlora", "upcast", upcast_layernorm=True, gc=False),
     _row("qw3-4b-qlora-uln-b2", "qwen3-4b", "qlora", "upcast", upcast_layernorm=True, batch=2, cutoff=1024),
     _row("l8b-qlora-uln", "llama-3.1-8b", "qlora", "upcast", upcast_layernorm=True, rank=32, cutoff=4096),
+    # DeepSpeed ZeRO-2 under bf16: the model side only (16-bit module, no autocast); the comparison is the
+    # activation part, what the forward/backward adds to the resident bytes (ZeRO's own buffers are not traced)
+    _row("q1.5b-lora-ds2", "qwen2.5-1.5b", "lora", "ds", zero_stage=2, cutoff=2048),
+    _row("q1.5b-lora-ds2-nogc", "qwen2.5-1.5b", "lora", "ds", zero_stage=2, gc=False),
+    _row("q0.5b-qlora-ds2-b2", "qwen2.5-0.5b", "qlora", "ds", zero_stage=2, batch=2),
+    _row("l8b-lora-ds2-loss16", "llama-3.1-8b", "lora", "ds", zero_stage=2, loss_upcast=False, cutoff=4096),
+    _row("l3b-lora-ds2-eager-nogc", "llama-3.2-3b", "lora", "ds", zero_stage=2, gc=False, attention="eager", cutoff=512),
+    _row("q0.5b-freeze-ds2", "qwen2.5-0.5b", "freeze", "ds", zero_stage=2),
     # batch x length sweep
     *[
         _row(f"sweep-{m}-b{b}x{s}", "qwen2.5-0.5b", m, "sweep", batch=b, cutoff=s, optim="adamw_torch_fused")
@@ -115,12 +123,24 @@ def setup_for(row: dict[str, Any]) -> Any:
         precision=row["precision"],
         loss_upcast=bool(row["loss_upcast"]),
         upcast_layernorm=bool(row["upcast_layernorm"]),
+        zero_stage=row["zero_stage"],
     )
 
 
 def tensor_part(est: Any) -> float:
     """The estimator's peak minus what is not a live tensor."""
     return est.peak_bytes - sum(c.bytes for c in est.components if c.at_peak and c.key in OVERHEAD_KEYS)
+
+
+def activation_part(est: Any) -> float:
+    """Under DeepSpeed: what the estimator's forward/backward peak adds to the resident bytes."""
+    return sum(c.bytes for c in est.components if c.at_peak and c.phase == "forward/backward")
+
+
+def traced_activation_part(tr: Any, trainable_params: int) -> float:
+    """The trace's peak minus the model, the batch and the stand-in optimizer's bf16 AdamW states (m and v), for a
+    peak inside a forward or backward (where ZeRO's optimizer has not run yet in the step)."""
+    return tr.peak_bytes - tr.model_bytes - trainable_params * 2 * 2
 
 
 def run_row(row: dict[str, Any], snapshot: bool = False) -> dict[str, Any]:
@@ -130,13 +150,16 @@ def run_row(row: dict[str, Any], snapshot: bool = False) -> dict[str, Any]:
     setup = setup_for(row)
     est = estimate(setup)
     t0 = time.time()
-    tr = trace_step(setup, snapshot=snapshot)
+    ds = row["zero_stage"] is not None
+    tr = trace_step(setup, snapshot=snapshot, deepspeed_module=ds)
+    traced = traced_activation_part(tr, tr.trainable_params) if ds else tr.peak_bytes
+    estimated = activation_part(est) if ds else tensor_part(est)
     out = dict(row)
     out.update(
-        trace_bytes=tr.peak_bytes, trace_phase=tr.peak_phase, estimate_bytes=tensor_part(est), estimate_phase=est.peak_phase,
+        trace_bytes=traced, trace_phase=tr.peak_phase, estimate_bytes=estimated, estimate_phase=est.peak_phase,
         sim_allocated=tr.allocator_allocated, sim_reserved=tr.allocator_reserved, sim_in_use=tr.allocator_in_use,
         estimate_slack=est.bytes_of("allocator"),
-        error_pct=100.0 * (tensor_part(est) - tr.peak_bytes) / tr.peak_bytes, seconds=round(time.time() - t0, 1),
+        error_pct=100.0 * (estimated - traced) / traced, seconds=round(time.time() - t0, 1),
         trace=tr, estimate=est,
     )  # fmt: skip
     return out
@@ -147,6 +170,7 @@ def describe(row: dict[str, Any]) -> str:
     gc = "GC" if row["gc"] else "no GC"
     optim = "fused" if row["optim"].endswith("fused") else "foreach"
     extra = "".join((f", {row['precision']}" if row["precision"] != "bf16" else "",
+                     f", ZeRO-{row['zero_stage']} (activation part)" if row["zero_stage"] is not None else "",
                      ", 16-bit loss" if not row["loss_upcast"] else "", ", upcast_layernorm" if row["upcast_layernorm"] else ""))
     return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}{extra}"
 
@@ -189,7 +213,7 @@ def explain(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], help="run only this setup (repeatable)")
-    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss, upcast")
+    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss, upcast, ds")
     ap.add_argument("--json", type=Path, help="write the rows here")
     ap.add_argument("--explain", metavar="NAME", help="print where the bytes are for one setup")
     ap.add_argument("--list", action="store_true", help="print the matrix and exit")

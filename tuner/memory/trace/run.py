@@ -328,17 +328,32 @@ def trace_step(
     padded: bool | None = None,
     max_grad_norm: float = 1.0,
     snapshot: bool = False,
+    deepspeed_module: bool = False,
 ) -> TraceResult:
     """Run ``steps`` training steps of ``setup`` and count live memory (see the module docstring).
 
     ``padded`` defaults to what the estimator assumes: a batch of more than one sequence is padded.
     ``snapshot`` records which op created each tensor live at the peak (slower; for finding where bytes go).
+    ``deepspeed_module`` runs the model as DeepSpeed's engine does under ``bf16``: every floating parameter cast
+    to bf16 (``DeepSpeedEngine._configure_distributed_model``: ``module.bfloat16()``), no autocast and no fp32 copy
+    of the outputs (accelerate leaves mixed precision to DeepSpeed). Only the model's side is traced: ZeRO's fp32
+    master copy, states and buckets are not, and torch AdamW stands in for its optimizer (``setup.zero_stage`` is
+    ignored here).
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     t0 = time.time()
     padded = setup.batch_size > 1 if padded is None else padded
+    if deepspeed_module:
+        if setup.precision != "bf16":
+            raise TraceUnsupported("the DeepSpeed module trace runs bf16 only")
+        setup = setup.with_(zero_stage=None)
     model, notes = build_on_meta(setup)
+    if deepspeed_module:
+        for param in model.parameters():
+            if param.dtype == torch.float32:
+                param.data = param.data.to(torch.bfloat16)
+        notes.append("DeepSpeed's 16-bit module: every floating parameter bf16, no autocast")
     fake_mode = FakeTensorMode(allow_non_fake_inputs=False) if fake else None
     materialise(model, fake_mode)
     from tuner.trial.build import count_parameters
@@ -359,7 +374,7 @@ def trace_step(
     live.label = "batch"
     live.track_all(inputs.values())
     model_bytes = live.current
-    autocast = setup.precision in ("bf16", "fp16")
+    autocast = setup.precision in ("bf16", "fp16") and not deepspeed_module
     modes = contextlib.ExitStack()
     with modes:
         modes.enter_context(_known_batch(padded))
