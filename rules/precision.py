@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tuner.config.context import Context
+from tuner.models.arch import NORM_OUTPUT_TAKES_WEIGHT_DTYPE
 from tuner.lint.fixes import remove_key, rename_key, set_key
 from tuner.lint.rule import Finding, Fix, Need, Rule, Severity
 
@@ -439,4 +440,68 @@ class FP16OnFP16UnstableFamily(Rule):
             "expect loss 0.0 or NaN gradients",
             hint=hint,
             fix=None if no_bf16 else set_key(ctx, "bf16", "true", "set `bf16: true`", safe=False),
+        )
+
+
+class PureBf16UpcastLayernorm(Rule):
+    """``pure_bf16`` with ``upcast_layernorm`` and no autocast: the first forward fails.
+
+    ``upcast_layernorm`` makes every norm weight fp32 (``prepare_model_for_training`` in
+    ``model_utils/checkpointing.py``, v0.9.5). For the Llama-style norms of transformers (``weight *
+    hidden_states.to(input_dtype)``: Llama, Qwen2/3, Mistral, Mixtral, Phi-3, DeepSeek-V2/V3, GLM-4, Granite) the
+    norm's output is then fp32, and the next linear layer multiplies it with its bf16 weight. With ``bf16: true``
+    autocast casts both to bf16; ``pure_bf16`` alone turns autocast off (LLaMA-Factory loads the model in bf16 and
+    leaves ``bf16`` as written, ``hparams/parser.py``), and the matrix product refuses the mix: "expected mat1 and
+    mat2 to have the same dtype". Running the real training step (tuner.memory.trace, real CPU tensors) fails so for
+    LoRA, QLoRA, freeze and full tuning, and runs with ``bf16: true``. Gemma's and OLMo-2's norms cast back to the
+    input dtype and are not reported; neither is a DeepSpeed run (its ``bf16`` section decides the module's dtype).
+    Needs the model.
+
+    Bad:
+
+    ```yaml
+    # the model's config.json: {"model_type": "qwen2"}
+    stage: sft
+    do_train: true
+    finetuning_type: lora
+    pure_bf16: true
+    upcast_layernorm: true
+    ```
+
+    Good:
+
+    ```yaml
+    # the model's config.json: {"model_type": "qwen2"}
+    stage: sft
+    do_train: true
+    finetuning_type: lora
+    pure_bf16: true
+    ```
+    """
+
+    code = "PREC007"
+    name = "pure-bf16-upcast-layernorm"
+    severity = Severity.ERROR
+    needs = frozenset({Need.MODEL})
+    fixable = "unsafe"
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        if not (ctx.is_training and ctx.flag("pure_bf16") and ctx.flag("upcast_layernorm")):
+            return
+        if any(ctx.flag(k) for k in ("bf16", "fp16", "enable_liger_kernel", "use_unsloth")) or ctx.get("deepspeed"):
+            return  # autocast on, other norm kernels, or DeepSpeed's bf16 section decides the module dtype
+        if ctx.get("quantization_bit") is not None and str(ctx.get("quantization_method") or "bnb").lower() != "bnb":
+            return  # only bitsandbytes' layers were traced
+        arch = getattr(ctx.model, "arch", None)
+        model_type = str(getattr(arch, "model_type", "") or "")
+        if model_type not in NORM_OUTPUT_TAKES_WEIGHT_DTYPE:
+            return
+        yield Finding(
+            key="upcast_layernorm",
+            also=("pure_bf16",),
+            message=f"`upcast_layernorm` under `pure_bf16` without autocast: the fp32 norm outputs of this `{model_type}` "
+            "model meet bf16 weights and the first forward fails (\"expected mat1 and mat2 to have the same dtype\")",
+            hint="drop `upcast_layernorm` (pure bf16 keeps the norms in bf16), or train with `bf16: true` instead of "
+            "`pure_bf16`",
+            fix=remove_key(ctx, "upcast_layernorm", "remove `upcast_layernorm`", safe=False),
         )

@@ -285,12 +285,12 @@ def test_fused_adamw_peaks_at_the_end_of_backward_with_the_tied_embedding_gradie
 
 def test_upcast_layernorm_is_undone_by_deepspeed_and_flagged_under_pure_bf16() -> None:
     """DeepSpeed's engine casts the whole module (fp32 norms included) to 16-bit, so the option changes nothing
-    there; under pure_bf16 with LoRA the estimate says it does not model the fp32 activations it causes."""
+    there; under pure_bf16 (no autocast) the run fails at its first forward, and the estimate says so."""
     arch = resolve_model("qwen2.5-0.5b").arch
     for kw in ({"zero_stage": 2}, {"zero_stage": 2, "quantization_bit": 4}):
         on = estimate(TrainSetup(arch, cutoff_len=1024, upcast_layernorm=True, **kw))
         off = estimate(TrainSetup(arch, cutoff_len=1024, **kw))
         assert on.peak_bytes == off.peak_bytes
     pure = estimate(TrainSetup(arch, cutoff_len=1024, upcast_layernorm=True, precision="pure_bf16"))
-    assert any("not modelled exactly" in n for n in pure.notes)
-    assert not any("not modelled exactly" in n for n in estimate(TrainSetup(arch, cutoff_len=1024, upcast_layernorm=True)).notes)
+    assert any("first forward fails (cfglint PREC007)" in n for n in pure.notes)
+    assert not any("PREC007" in n for n in estimate(TrainSetup(arch, cutoff_len=1024, upcast_layernorm=True)).notes)

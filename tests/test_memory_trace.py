@@ -195,3 +195,13 @@ def test_deepspeed_activation_part_matches_the_trace_of_its_16bit_module(kw: dic
     est = estimate(setup)
     added = sum(c.bytes for c in est.components if c.at_peak and c.phase == "forward/backward")
     assert added == pytest.approx(traced, rel=0.01)
+
+
+@pytest.mark.parametrize("fake", [True, False], ids=["fake", "real"])
+def test_upcast_layernorm_under_pure_bf16_fails_as_the_real_step_does(fake: bool) -> None:
+    """fp32 norm outputs meet bf16 weights without autocast: the real matrix product refuses the mix, and the fake
+    run refuses it too (FakeTensor's meta kernels do not check; tuner.memory.trace.live does). With autocast it runs."""
+    setup = TrainSetup(LLAMA, cutoff_len=64, finetuning_type="lora", lora_rank=8, precision="pure_bf16", upcast_layernorm=True)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        trace_step(setup, fake=fake)
+    assert trace_step(setup.with_(precision="bf16"), fake=fake).peak_bytes > 0

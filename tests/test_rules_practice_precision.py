@@ -240,3 +240,28 @@ def test_precision_rules_only_apply_to_train_configs() -> None:
     text = "stage: sft\nfp16: true\nbf16: true\n"
     assert found(text, "PREC001", command="export") == []
     assert found(text, "PREC002", hw="t4", command="infer") == []
+
+
+# -- PREC007 --------------------------------------------------------------------------------------------------
+
+PURE_ULN = "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nstage: sft\ndo_train: true\npure_bf16: true\nupcast_layernorm: true\n"
+
+
+def test_upcast_layernorm_under_pure_bf16_is_an_error_with_an_unsafe_fix() -> None:
+    [v] = found(PURE_ULN, "PREC007")
+    assert v.severity is Severity.ERROR and v.line == 5 and "qwen2" in v.message and "same dtype" in v.message
+    assert fix_text(PURE_ULN, select=["PREC007"], unsafe=True) == PURE_ULN.replace("upcast_layernorm: true\n", "")
+
+
+@pytest.mark.parametrize("extra", ["bf16: true\n", "fp16: true\n", "deepspeed: ds_z2.json\n", "enable_liger_kernel: true\n",
+                                   "do_train: false\n"])  # fmt: skip
+def test_upcast_layernorm_under_pure_bf16_is_fine_with_autocast_or_when_unknowable(extra: str) -> None:
+    text = PURE_ULN.replace("do_train: true\n", "") if extra.startswith("do_train") else PURE_ULN
+    assert found(text + extra, "PREC007") == []
+
+
+def test_upcast_layernorm_under_pure_bf16_on_norms_that_cast_back_is_not_reported(tmp_path: Path) -> None:
+    """Gemma's norms return the input's dtype; an unknown model is not guessed at."""
+    text = PURE_ULN.replace("model_name_or_path: Qwen/Qwen2.5-7B-Instruct\n", "")
+    assert found(text, "PREC007", model=gemma2_dir(tmp_path)) == []
+    assert found(text.replace("stage", "model_name_or_path: ./some-local-model\nstage"), "PREC007") == []

@@ -35,6 +35,7 @@ from tuner.memory.activations import (
 from tuner.memory.model import ParamPlan, ParamStats, arch_facts, param_stats, plan_params
 from tuner.memory.optimizers import optimizer_profile
 from tuner.memory.setup import TrainSetup
+from tuner.models.arch import NORM_OUTPUT_TAKES_WEIGHT_DTYPE
 
 RESIDENT = "resident"
 #: Component keys by kind of tensor, for the allocator slack (constants.SLACK_IN_USE).
@@ -607,10 +608,9 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         notes.append("PiSSA: the SVD at initialisation runs before training and is not the training peak; training is as LoRA")
     if s.stage in ("dpo", "kto") and s.finetuning_type in ("full", "freeze") and not s.use_ref_model:
         notes.append("no separate reference model counted (set use_ref_model for DPO/KTO full or freeze tuning)")
-    if s.upcast_layernorm and s.precision == "pure_bf16" and not ds and s.finetuning_type == "lora":
-        notes.append("upcast_layernorm under pure_bf16 with LoRA is not modelled exactly: without autocast the fp32 norms "
-                     "and PEFT's fp32 adapters turn the activations fp32 (the trace of Qwen2.5-0.5B at 1,024 tokens: 1.4% "
-                     "above this estimate with gradient checkpointing, 13% without)")
+    if s.upcast_layernorm and s.precision == "pure_bf16" and not ds and arch.model_type in NORM_OUTPUT_TAKES_WEIGHT_DTYPE:
+        notes.append("upcast_layernorm under pure_bf16 (no autocast): the fp32 norm outputs meet bf16 weights and the "
+                     "first forward fails (cfglint PREC007); this estimate is for a run that does not start")
     if bnb_fp32:
         without = estimate(s.with_(upcast_layernorm=False), hardware, ceiling=ceiling).peak_bytes
         notes.append(f"upcast_layernorm on 4-bit layers: bitsandbytes computes q/k/v and the MLP in fp32 on the fp32 norm "

@@ -10,6 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+#: model_type values whose RMSNorm returns ``self.weight * hidden_states.to(input_dtype)`` (transformers 5.24,
+#: ``models/<type>/modeling_<type>.py``): with an fp32 weight (LLaMA-Factory's ``upcast_layernorm``) the output is
+#: fp32. Gemma's norms (``output.type_as(x)``) and OLMo-2's (``(...).to(input_dtype)``) give the input's dtype back.
+NORM_OUTPUT_TAKES_WEIGHT_DTYPE = frozenset({
+    "llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mistral", "mixtral", "phi3", "deepseek_v2", "deepseek_v3",
+    "glm4", "granite",
+})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Decoder-only transformer numbers, named as in Hugging Face ``config.json``."""

@@ -116,6 +116,8 @@ class LiveStorages(TorchDispatchMode):
 
     # -- the mode ----------------------------------------------------------------------------------------------
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func in _SAME_DTYPE_OPS:
+            _check_same_dtype(func, args)
         out = func(*args, **(kwargs or {}))
         tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if tensors:  # ops that return tensors (queries such as prim.device or .item() are not counted)
@@ -125,3 +127,18 @@ class LiveStorages(TorchDispatchMode):
         for t in tensors:
             self.track(t)
         return out
+
+
+#: Matrix products whose CPU and CUDA kernels refuse operands of different floating dtypes; FakeTensor's meta
+#: kernels do not check, so without this a fake run would go on where the real step stops.
+_SAME_DTYPE_OPS = frozenset({
+    torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default,
+})  # fmt: skip
+
+
+def _check_same_dtype(func: Any, args: Any) -> None:
+    """Raise what the real kernel raises when the operands of a matrix product differ in dtype."""
+    dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
+    if len(dtypes) > 1:
+        names = " != ".join(sorted(str(d).replace("torch.", "") for d in dtypes))
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {names} ({func})")
