@@ -111,6 +111,8 @@ def test_unsupported_setups_are_refused() -> None:
         trace_step(TrainSetup(QWEN2, zero_stage=2))
     with pytest.raises(TraceUnsupported, match="quantization"):
         trace_step(TrainSetup(QWEN2, quantization_bit=8))
+    with pytest.raises(TraceUnsupported, match="ZeRO-3 partitions"):
+        trace_step(TrainSetup(QWEN2, zero_stage=3), deepspeed_module=True)
 
 
 # -- the estimator against the trace ------------------------------------------------------------------------------

@@ -345,8 +345,8 @@ def trace_step(
     t0 = time.time()
     padded = setup.batch_size > 1 if padded is None else padded
     if deepspeed_module:
-        if setup.precision != "bf16":
-            raise TraceUnsupported("the DeepSpeed module trace runs bf16 only")
+        if setup.precision != "bf16" or setup.zero_stage == 3:
+            raise TraceUnsupported("the DeepSpeed module trace runs ZeRO-0/1/2 under bf16 only (ZeRO-3 partitions the module)")
         setup = setup.with_(zero_stage=None)
     model, notes = build_on_meta(setup)
     if deepspeed_module:
