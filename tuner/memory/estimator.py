@@ -18,7 +18,7 @@ Where LLaMA-Factory and DeepSpeed keep which copy is in :func:`_regime`. Everyth
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tuner.memory import constants as C
@@ -32,6 +32,7 @@ from tuner.memory.activations import (
     layer_activation,
     loss_bytes,
 )
+from tuner.memory.loading import loading_peak
 from tuner.memory.model import ParamPlan, ParamStats, arch_facts, param_stats, plan_params
 from tuner.memory.optimizers import optimizer_profile
 from tuner.memory.setup import TrainSetup
@@ -44,6 +45,7 @@ _TRAINABLE_KEYS = ("weights_trainable", "master_weights", "optimizer_states")
 FORWARD_BACKWARD = "forward/backward"
 END_OF_BACKWARD = "end of backward"
 OPTIMIZER_STEP = "optimizer step"
+LOADING = "loading"
 OVERHEAD = "overhead"
 
 
@@ -594,6 +596,33 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         nccl = C.NCCL_BASE_BYTES + C.NCCL_PER_PEER_BYTES * min(N - 1, 16)
         comps.append(Component("nccl", "NCCL buffers", nccl, E, f"communicator buffers for {N} ranks", OVERHEAD))
     peak = sum(c.bytes for c in comps if c.at_peak)
+
+    # -- loading: the set-up before the first step (tuner.memory.loading) --------------------------------------
+    load = loading_peak(s, plan)
+    if load is not None:
+        phases[LOADING] = load.bytes
+        load_slack = C.SLACK_IN_USE[0] * load.bytes  # weights are allocated once, a segment each
+        train_peak = peak
+        if load.bytes + load_slack + C.CUDA_CONTEXT_BYTES > peak:
+            # The set-up is the peak: the training step's components stay listed, not at the peak.
+            for i, c in enumerate(comps):
+                if c.key in ("allocator", "allocator_cache"):
+                    c = replace(c, key=c.key + "_training", label=c.label + " (training step)")
+                comps[i] = replace(c, at_peak=c.key == "cuda_context")
+            comps.append(Component("loading_weights", "weights while loading", load.weights, E, load.detail, LOADING))
+            if load.transient:
+                comps.append(Component("loading_transient", "tensor in flight while loading", load.transient, E,
+                                       "one parameter's old and new copies coexist while it is cast or quantized", LOADING))
+            comps.append(Component("allocator", "allocator slack", load_slack, K,
+                                   f"{C.SLACK_IN_USE[0]:.1%} of the weights (allocated once, a segment each)", OVERHEAD))
+            peak_phase = LOADING
+            peak = sum(c.bytes for c in comps if c.at_peak)
+            why = ("every GPU holds the trainable parameters in fp32 (LLaMA-Factory's upcast) until DeepSpeed casts the "
+                   "module to 16-bit when training starts" if s.zero_stage is not None and "upcast" in load.detail
+                   else "the model as it is loaded and prepared")
+            notes.append(f"the set-up before the first step is the peak, {_gib(peak)}: {why}; the training step "
+                         f"itself needs {_gib(train_peak)} (pure_bf16 or ZeRO-3 avoid the fp32 copy)"
+                         if "upcast" in load.detail else f"the set-up before the first step is the peak, {_gib(peak)}: {why}")
 
     # -- host RAM per node -------------------------------------------------------------------------------------
     host.insert(0, Component("host_process", "training processes", C.HOST_PROCESS_BYTES * s.ranks_per_node, E,
