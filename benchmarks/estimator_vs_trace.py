@@ -40,7 +40,7 @@ OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:
     row = {"name": name, "model": model, "method": method, "group": group, "gc": True, "optim": "adamw_torch",
            "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True,
-           "upcast_layernorm": False, "zero_stage": None}  # fmt: skip
+           "upcast_layernorm": False, "zero_stage": None, "loss_shift": "labels"}  # fmt: skip
     row.update(kw)
     return row
 
@@ -81,6 +81,10 @@ MATRIX: list[dict[str, Any]] = [
     _row("q0.5b-lora-loss16", "qwen2.5-0.5b", "lora", "loss", loss_upcast=False),
     _row("q1.5b-qlora-pure-loss16", "qwen2.5-1.5b", "qlora", "loss", precision="pure_bf16", loss_upcast=False, cutoff=2048),
     _row("q0.5b-full-pure-loss16", "qwen2.5-0.5b", "full", "loss", precision="pure_bf16", loss_upcast=False),
+    # the loss by transformers release: 4.46-4.48 copy the shifted fp32 logits, 4.45 and older return fp32 logits
+    _row("q0.5b-lora-shift-logits-b4", "qwen2.5-0.5b", "lora", "loss", loss_shift="logits", batch=4, cutoff=512),
+    _row("l3b-lora-shift-logits-b1", "llama-3.2-3b", "lora", "loss", loss_shift="logits", cutoff=2048),
+    _row("q1.5b-lora-shift-model-b2", "qwen2.5-1.5b", "lora", "loss", loss_shift="model", batch=2, cutoff=1024),
     # upcast_layernorm: fp32 norm weights; with 4-bit layers the stream turns fp32
     _row("q0.5b-lora-uln", "qwen2.5-0.5b", "lora", "upcast", upcast_layernorm=True),
     _row("q1.5b-qlora-uln", "qwen2.5-1.5b", "qlora", "upcast", upcast_layernorm=True, cutoff=2048),
@@ -122,6 +126,7 @@ def setup_for(row: dict[str, Any]) -> Any:
         optim=row["optim"],
         precision=row["precision"],
         loss_upcast=bool(row["loss_upcast"]),
+        loss_shift=str(row["loss_shift"]),
         upcast_layernorm=bool(row["upcast_layernorm"]),
         zero_stage=row["zero_stage"],
     )
@@ -171,7 +176,8 @@ def describe(row: dict[str, Any]) -> str:
     optim = "fused" if row["optim"].endswith("fused") else "foreach"
     extra = "".join((f", {row['precision']}" if row["precision"] != "bf16" else "",
                      f", ZeRO-{row['zero_stage']} (activation part)" if row["zero_stage"] is not None else "",
-                     ", 16-bit loss" if not row["loss_upcast"] else "", ", upcast_layernorm" if row["upcast_layernorm"] else ""))
+                     ", 16-bit loss" if not row["loss_upcast"] else "", ", upcast_layernorm" if row["upcast_layernorm"] else "",
+                     f", loss shift {row['loss_shift']}" if row["loss_shift"] != "labels" else ""))
     return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}{extra}"
 
 

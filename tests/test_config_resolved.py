@@ -51,6 +51,14 @@ def test_default_optimizer_follows_the_target_transformers() -> None:
     assert r.custom_optimizer == "badam" and not r.optim_stated
 
 
+@pytest.mark.parametrize("release, shift", [
+    ("4.45.2", "model"), ("4.46.0", "logits"), ("4.48.3", "logits"), ("4.49.0", "labels"), ("5.6.0", "labels"),
+])  # fmt: skip
+def test_the_loss_shift_follows_the_target_transformers(release: str, shift: str) -> None:
+    r = resolve({}, kind="train", target=TargetVersions(transformers=Version.parse(release)))
+    assert r.loss_shift == shift
+
+
 def test_gradient_checkpointing_and_reentrancy() -> None:
     t = TargetVersions()
     r = resolve({}, kind="train", target=t)

@@ -195,3 +195,23 @@ def test_upcast_layernorm_on_qlora_is_estimated_as_the_fp32_stream_it_makes(tmp_
     lora16 = json.loads(run(tmp_path, LORA + "upcast_layernorm: true\n", *args).stdout)
     base16 = json.loads(run(tmp_path, LORA, *args).stdout)
     assert lora16["peak_bytes"] == pytest.approx(base16["peak_bytes"], rel=0.001)
+
+
+def test_the_target_transformers_release_decides_the_loss_copy_and_is_named(tmp_path: Path) -> None:
+    """transformers 4.46-4.48 copy the shifted fp32 logits (batch > 1): 4 B per token per vocabulary entry more at
+    the end of the forward than 4.49+, which pads the labels; the output names the versions estimated for."""
+    text = LORA.replace("per_device_train_batch_size: 2", "per_device_train_batch_size: 4")
+    peaks = {}
+    for tf in ("4.48.3", "4.49.0"):
+        result = run(tmp_path, text, "--model", "qwen2.5-7b", "--target-llamafactory", "0.9.2", "--target-transformers", tf, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["target"] == {"llamafactory": "0.9.2", "transformers": tf}
+        peaks[tf] = data["peak_bytes"]
+        assert data["setup"]["loss_shift"] == ("logits" if tf == "4.48.3" else "labels")
+    tokens, vocab = 4 * 2048, 152064
+    assert (peaks["4.48.3"] - peaks["4.49.0"]) / (tokens * vocab) == pytest.approx(2.0, abs=0.3)  # 14 B vs 12 B
+    table = run(tmp_path, text, "--model", "qwen2.5-7b", "--target-transformers", "4.49.0")
+    assert table.exit_code == 0 and "estimated for LLaMA-Factory 0.9.5, transformers 4.49.0" in table.stdout
+    bad = run(tmp_path, text, "--model", "qwen2.5-7b", "--target-llamafactory", "0.1")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -272,6 +272,22 @@ def test_allocator_slack_is_counted_once_and_metrics_nest() -> None:
     assert est.component("logits").source == "estimated"  # type: ignore[union-attr]
 
 
+def test_on_a_device_of_known_size_the_cache_is_given_back_before_the_metrics_exceed_it() -> None:
+    """A run whose in-use peak fits a 40 GiB card but whose roomy-GPU cache would not: nvidia-smi there can show at
+    most the card; reserved at most the card less the context; allocated is untouched; a roomy card shows it all."""
+    s = TrainSetup(resolve_model("qwen2.5-7b").arch, lora_rank=16, batch_size=8, cutoff_len=2048)
+    roomy = estimate(s)
+    cache = roomy.bytes_of("allocator_cache")
+    assert cache > 1 * 1024**3
+    card = 0.5 * (roomy.peak_bytes + roomy.device_used_bytes)  # between the in-use peak and the roomy figure
+    tight = estimate(s, hardware=type("Card", (), {"memory_bytes": card, "name": "card"})())
+    assert tight.metric("nvidia-smi") == pytest.approx(card)
+    assert tight.metric("reserved") == pytest.approx(card - tight.bytes_of("cuda_context"))
+    assert tight.metric("allocated") == roomy.metric("allocated")
+    big = estimate(s, hardware="h200")
+    assert big.metric("nvidia-smi") == pytest.approx(roomy.metric("nvidia-smi"))
+
+
 def test_fused_adamw_peaks_at_the_end_of_backward_with_the_tied_embedding_gradient() -> None:
     """Full fine-tuning with fused AdamW (no step temporaries): the peak is the second step's backward, when the
     tied embedding's gradient is summed with lm_head's (two more V x h fp32 tensors, counted by the trace)."""

@@ -144,6 +144,11 @@ ESTIMATOR_CASES = {
     "lora-pure-bf16-16bit-loss": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", loss_upcast=False)),
     "qlora-pure-bf16-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, precision="pure_bf16", loss_upcast=False)),
     "lora-autocast-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, loss_upcast=False)),
+    # transformers 4.46-4.48 copy the shifted fp32 logits (batch > 1 only); 4.45 and older return fp32 logits
+    "lora-shift-logits-batch4": (MID, dict(finetuning_type="lora", lora_rank=8, batch_size=4, loss_shift="logits")),
+    "lora-shift-logits-batch1": (LLAMA, dict(finetuning_type="lora", lora_rank=8, loss_shift="logits")),
+    "full-shift-model-batch4": (LLAMA, dict(finetuning_type="full", batch_size=4, loss_shift="model")),
+    "lora-shift-model-batch1": (MID, dict(finetuning_type="lora", lora_rank=8, loss_shift="model")),
     # upcast_layernorm: fp32 norm outputs; bitsandbytes then computes in fp32 and the residual stream turns fp32
     "lora-upcast-layernorm": (LLAMA, dict(finetuning_type="lora", lora_rank=8, upcast_layernorm=True)),
     "qlora-upcast-layernorm": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, upcast_layernorm=True)),
@@ -163,6 +168,19 @@ def test_a_16bit_loss_saves_6_bytes_per_logit_without_autocast_and_nothing_under
     auto = dict(finetuning_type="lora", lora_rank=8, cutoff_len=tokens)
     assert trace_step(TrainSetup(LLAMA, **auto)).peak_bytes == pytest.approx(
         trace_step(TrainSetup(LLAMA, loss_upcast=False, **auto)).peak_bytes, rel=0.005)  # label handling: a few KiB
+
+
+def test_transformers_4_46_to_4_48_copy_the_shifted_fp32_logits_when_the_batch_has_more_than_one_row() -> None:
+    """ForCausalLMLoss of 4.46-4.48 copies the shifted fp32 logits: 4 B more per token per vocabulary entry at the
+    end of the forward, which then outweighs the loss's backward (12 B). A batch of one is already contiguous."""
+    tokens, vocab = 256, LLAMA.vocab_size
+    kw = dict(finetuning_type="lora", lora_rank=8, cutoff_len=tokens)
+    for batch, extra in ((1, 0.0), (4, 4.0)):
+        labels = trace_step(TrainSetup(LLAMA, batch_size=batch, **kw))
+        logits = trace_step(TrainSetup(LLAMA, batch_size=batch, loss_shift="logits", **kw))
+        forward = logits.phase_peaks["forward 1"] - labels.phase_peaks["forward 1"]
+        assert forward / (batch * tokens * vocab) == pytest.approx(extra, abs=0.05)  # the copy is (T-1)/T of the logits
+        assert logits.peak_phase.startswith("forward" if extra else "backward")
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATOR_CASES))

@@ -65,7 +65,7 @@ class ConfigEstimate:
 
 
 def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None,
-             env: dict[str, str] | None = None) -> Context:  # fmt: skip
+             env: dict[str, str] | None = None, target: Any = None) -> Context:  # fmt: skip
     from tuner.config.document import InputError
     from tuner.config.loader import load_config
     from tuner.config.context import Context, LintOptions
@@ -73,8 +73,11 @@ def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
 
     try:
         doc = load_config(config)
-        ctx = Context(doc, LintOptions(hw=hw, gpus=gpus, nodes=nodes, model=model, cwd=Path.cwd(),
-                                       env=dict(os.environ) if env is None else env))  # fmt: skip
+        options = LintOptions(hw=hw, gpus=gpus, nodes=nodes, model=model, cwd=Path.cwd(),
+                              env=dict(os.environ) if env is None else env)  # fmt: skip
+        if target is not None:
+            options.target = target
+        ctx = Context(doc, options)
     except InputError as exc:
         raise EstimateError(str(exc)) from None
     if ctx.model is None:
@@ -86,15 +89,17 @@ def _context(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
 
 def estimate_config(config: str | Path, *, hw: str | None = None, gpus: int | None = None, nodes: int = 1,
                     model: str | None = None, ceiling: float = 0.90, hardware: Any = None, detect: bool = True,
-                    env: dict[str, str] | None = None) -> ConfigEstimate:  # fmt: skip
+                    env: dict[str, str] | None = None, target: Any = None) -> ConfigEstimate:  # fmt: skip
     """Estimate a config file exactly as ``cfgtune estimate`` does; raises :class:`EstimateError`.
 
     The hardware is ``--hw`` when given, else ``hardware``, else (with ``detect``) this machine's first GPU.
+    ``target``: the LLaMA-Factory and transformers releases (:class:`tuner.config.versions.TargetVersions`;
+    default: cfglint's fixed defaults), which decide defaults such as the optimizer and the loss's logits copy.
     """
     from tuner.memory.estimator import estimate as run_estimate
     from tuner.memory.from_config import setup_from_context
 
-    ctx = _context(str(config), hw, gpus, nodes, model, env)
+    ctx = _context(str(config), hw, gpus, nodes, model, env, target)
     if hw:
         hardware = ctx.hardware
     elif hardware is None and detect:
@@ -127,18 +132,29 @@ def history_calibration(model: str | None, hardware: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-history", is_flag=True, help="Ignore the history of real runs (`cfgtune launch`) that otherwise "
               "calibrates the peak for this model and hardware.")
+@click.option("--target-llamafactory", "lf", metavar="VERSION", help="LLaMA-Factory release the run uses: X.Y[.Z] or `auto` [default: 0.9.5].")
+@click.option("--target-transformers", "tf", metavar="VERSION",
+              help="transformers release the run uses: X.Y[.Z], a major or `auto` [default: the newest the LLaMA-Factory release accepts].")
 def estimate(config: str, hw: str | None, gpus: int | None, nodes: int, model: str | None, ceiling: float, as_json: bool,
-             no_history: bool) -> None:  # fmt: skip
+             no_history: bool, lf: str | None, tf: str | None) -> None:  # fmt: skip
     """Predict the peak GPU memory per device of a LLaMA-Factory training CONFIG.
 
     Every component says how it was obtained (estimated from shapes, or calibrated against measurements).
     The prediction is for the worst micro-batch: every sequence `cutoff_len` tokens long. Real runs started
     with `cfgtune launch` on the same model and hardware calibrate the peak (see --no-history).
     """
+    from tuner.config.versions import TargetError, resolve_target
     from tuner.memory.fit import max_batch_that_fits, max_cutoff_that_fits
 
     try:
-        ce = estimate_config(config, hw=hw, gpus=gpus, nodes=nodes, model=model, ceiling=ceiling)
+        target, warnings = resolve_target(lf, tf, llamafactory_from="--target-llamafactory",
+                                          transformers_from="--target-transformers")  # fmt: skip
+    except TargetError as exc:
+        _fail(str(exc))
+    for line in warnings:
+        click.echo(f"cfgtune: warning: {line.replace('linting for', 'estimating for')}", err=True)
+    try:
+        ce = estimate_config(config, hw=hw, gpus=gpus, nodes=nodes, model=model, ceiling=ceiling, target=target)
     except EstimateError as exc:
         _fail(str(exc))
     ctx, hardware, setup, est = ce.ctx, ce.hardware, ce.setup, ce.est
@@ -154,6 +170,7 @@ def estimate(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
             model=ce.model_name,
             hardware_display=getattr(hardware, "display", None),
             setup=_setup_summary(setup),
+            target={"llamafactory": str(target.llamafactory), "transformers": str(target.transformers)},
             max_per_device_train_batch_size=max_batch,
             max_cutoff_len=max_cutoff,
             history=None if cal is None else {**cal.to_dict(), "calibrated_peak_bytes": int(est.peak_bytes * cal.factor)},
@@ -185,6 +202,7 @@ def _setup_summary(s: Any) -> dict[str, Any]:
         "precision": s.precision,
         "quantization_bit": s.quantization_bit,
         "upcast_layernorm": s.upcast_layernorm,
+        "loss_shift": s.loss_shift,
         "lora_rank": s.lora_rank if s.finetuning_type == "lora" else None,
         "gradient_checkpointing": s.gradient_checkpointing,
         "attention": s.attention,
@@ -219,6 +237,7 @@ def _print(config: str, ctx: Context, hardware: Any, est: MemoryEstimate, max_ba
         ),
         soft_wrap=True,
     )
+    console.print(f"estimated for {escape(ctx.options.target.describe())}", soft_wrap=True)
     if est.params is not None:
         console.print(escape(est.params.line()) + " (as LLaMA-Factory counts them)", soft_wrap=True)
     table = Table(show_edge=False, pad_edge=False)

@@ -19,7 +19,10 @@ versions, with the upstream code each value follows:
   huggingface/transformers#37358 (transformers 4.54), else ``adamw_torch``; LLaMA-Factory's GaLore, APOLLO,
   BAdam and Adam-mini replace it (``train/trainer_utils.py`` ``create_custom_optimizer``);
 * precision: ``pure_bf16`` trains bf16 weights without an fp32 master copy; ``bf16``/``fp16`` are autocast
-  with fp32 trainable weights; neither is fp32 training.
+  with fp32 trainable weights; neither is fp32 training;
+* the causal-LM loss's shift (``loss_shift``): transformers 4.49+ pads and shifts the labels
+  (huggingface/transformers#35646); 4.46-4.48 ``src/transformers/loss/loss_utils.py`` ``ForCausalLMLoss`` copies
+  the shifted fp32 logits; 4.45 and older upcast and shift in the model's forward (``LlamaForCausalLM.forward``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ from tuner.config.versions import TargetVersions, v
 
 #: The transformers release whose default optimizer became fused AdamW (on torch >= 2.8).
 FUSED_ADAMW_DEFAULT_SINCE = v("4.54.0")
+
+#: The first transformers release with ``ForCausalLMLoss`` (the fp32 copy of the shifted logits inside it), and the
+#: first that shifts the labels instead (see the module docstring).
+LOSS_UTILS_SINCE = v("4.46.0")
+LABELS_SHIFTED_SINCE = v("4.49.0")
 
 #: ``flash_attn`` values -> the kernel when nothing overrides it (``auto``: transformers' default, SDPA).
 FLASH_ATTN_KERNEL = {"auto": "sdpa", "sdpa": "sdpa", "fa2": "fa2", "fa3": "fa3", "disabled": "eager", "eager": "eager"}
@@ -71,6 +79,13 @@ def default_optim(target: TargetVersions) -> str:
     return "adamw_torch_fused" if target.transformers >= FUSED_ADAMW_DEFAULT_SINCE else "adamw_torch"
 
 
+def loss_shift(target: TargetVersions) -> str:
+    """How the target transformers release shifts logits against labels (``TrainSetup.loss_shift``)."""
+    if target.transformers >= LABELS_SHIFTED_SINCE:
+        return "labels"
+    return "logits" if target.transformers >= LOSS_UTILS_SINCE else "model"
+
+
 def precision_of(data: Mapping[str, Any]) -> str:
     """``pure_bf16``, ``bf16``, ``fp16`` or ``fp32`` as the trainer will run (LLaMA-Factory tests truthiness)."""
     if data.get("pure_bf16"):
@@ -104,6 +119,7 @@ class ResolvedConfig:
     fsdp: bool
     gpus_per_node: int | None  # None: unknown (no --gpus, no CUDA_VISIBLE_DEVICES)
     nodes: int
+    loss_shift: str = "labels"  # labels | logits | model: see loss_shift()
 
     @property
     def world_size(self) -> int | None:
@@ -172,4 +188,5 @@ def resolve(
         fsdp=fsdp,
         gpus_per_node=gpus_per_node,
         nodes=max(1, nodes),
+        loss_shift=loss_shift(target),
     )

@@ -251,10 +251,12 @@ def head_saved_per_token(arch: Architecture, residual_b: int, norm_trainable: bo
 
 
 def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, hidden_b: int, head_trainable: bool, head_weight_b: int, stage: str,
-               loss_in_16bit: bool = False) -> tuple[float, float, str]:
+               loss_in_16bit: bool = False, shift: str = "labels", batch: int = 1) -> tuple[float, float, str]:
     """Bytes of logits and loss for ``tokens`` positions at the loss's backward peak and at the end of the
     forward, and how they were counted. ``loss_in_16bit``: the model's own code runs the cross-entropy on its
-    16-bit logits and no autocast lifts it to fp32 (see ``LOSS_BYTES_PER_VOCAB_TOKEN_16BIT``)."""
+    16-bit logits and no autocast lifts it to fp32 (see ``LOSS_BYTES_PER_VOCAB_TOKEN_16BIT``). ``shift``: how the
+    target transformers release shifts logits against labels (``TrainSetup.loss_shift``); a shifted slice of a
+    ``batch`` of one is contiguous already, so only ``batch`` > 1 pays for the copy."""
     V, h = arch.vocab_size, arch.hidden_size
     if fused:
         # Liger FusedLinearCrossEntropy: logits exist one chunk at a time; chunk = next_pow2(ceil(BT / ceil(V/H))).
@@ -273,8 +275,13 @@ def loss_bytes(arch: Architecture, tokens: int, *, fused: bool, logits_b: int, h
             "and the NLL gradient)")
     per = C.LOSS_BYTES_PER_VOCAB_TOKEN
     fwd = C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN if logits_b == 2 else C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS
-    return tokens * V * per, tokens * V * fwd, (
-        f"{tokens:,} tokens x {V:,} vocab x {per:g} B (fp32 log-softmax, its gradient and the NLL gradient)")
+    how = "fp32 log-softmax, its gradient and the NLL gradient"
+    if shift == "model":  # the forward returns fp32 logits: no 16-bit logits, no accelerate copy
+        fwd = C.LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS + (C.LOSS_SHIFT_COPY_BYTES_PER_VOCAB_TOKEN if batch > 1 else 0)
+    elif shift == "logits" and batch > 1:
+        fwd += C.LOSS_SHIFT_COPY_BYTES_PER_VOCAB_TOKEN
+        how += "; at the end of the forward also the shifted fp32 copy (transformers 4.46-4.48)"
+    return tokens * V * per, tokens * V * fwd, f"{tokens:,} tokens x {V:,} vocab x {per:g} B ({how})"
 
 
 def batch_tensor_bytes(arch: Architecture, batch: int, seq: int, attention: str, mm: int, rope_b: int = 2) -> float:

@@ -50,6 +50,12 @@ LOSS_BYTES_PER_VOCAB_TOKEN = 12.0
 LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN = 10.0
 #: With fp32 logits (``upcast_lmhead_output``, or an fp32 run) the upcast and the copy are the logits themselves.
 LOSS_FORWARD_BYTES_PER_VOCAB_TOKEN_FP32_LOGITS = 8.0
+#: transformers 4.46-4.48 (``ForCausalLMLoss``) and, inside the model's forward, 4.45 and older shift the fp32 logits
+#: into a contiguous copy before the cross-entropy, live with the log-softmax at the end of the forward: 4 B more
+#: (14 with 16-bit logits; 12 where the forward returns fp32 logits, 4.45 and older). A shifted slice of a batch of one
+#: is contiguous already and is not copied. 4.49 shifts the labels instead (huggingface/transformers#35646). Counted
+#: by the trace oracle (``loss_shift``).
+LOSS_SHIFT_COPY_BYTES_PER_VOCAB_TOKEN = 4.0
 #: A model whose own code runs ``CrossEntropyLoss`` on the 16-bit logits, without autocast (DeepSpeed's 16-bit
 #: engine, pure bf16): the saved 16-bit log-softmax, the NLL gradient and the log-softmax gradient (2 + 2 + 2) at the
 #: backward peak; at the end of the forward the logits, their shifted contiguous copy and the log-softmax (2 + 2 + 2).

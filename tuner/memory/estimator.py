@@ -122,11 +122,19 @@ class MemoryEstimate:
         return self.reserved_bytes + self.bytes_of("cuda_context") + self.bytes_of("nccl")
 
     def metric(self, name: str) -> float:
-        """The prediction for a measured metric: ``allocated``, ``reserved`` or ``nvidia-smi``."""
+        """The prediction for a measured metric: ``allocated``, ``reserved`` or ``nvidia-smi``.
+
+        ``reserved`` and ``nvidia-smi`` include the free segments the caching allocator keeps (``allocator_cache``).
+        On a device of known size (``hardware`` given) the allocator gives that cache back rather than fail, so
+        only what fits next to the in-use peak is counted: what such a device can show."""
         by = {"allocated": self.allocated_bytes, "reserved": self.reserved_bytes, "nvidia-smi": self.device_used_bytes}
         if name not in by:
             raise ValueError(f"metric must be one of {', '.join(by)}, got {name!r}")
-        return by[name]
+        value = by[name]
+        if name != "allocated" and self.device_bytes:
+            cache = self.bytes_of("allocator_cache")
+            value -= cache - min(cache, max(0.0, self.device_bytes - self.peak_bytes))
+        return value
 
     def component(self, key: str) -> Component | None:
         return next((c for c in self.components if c.key == key), None)
@@ -431,7 +439,8 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     fused = liger and s.stage in ("pt", "sft")
     logits_b = 4 if (s.upcast_lmhead_output or mm == 4) else 2
     loss, loss_fwd, loss_detail = loss_bytes(arch, tokens, fused=fused, logits_b=logits_b, hidden_b=mm, head_trainable=plan.lm_head_trainable,
-                                   head_weight_b=rg.trainable_b, stage=s.stage, loss_in_16bit=not (s.loss_upcast or rg.autocast))
+                                   head_weight_b=rg.trainable_b, stage=s.stage, loss_in_16bit=not (s.loss_upcast or rg.autocast),
+                                   shift=s.loss_shift, batch=s.batch_size)
 
     # QLoRA dequantisation and ZeRO-3 gathers are transients of the layer working set / of the head.
     dequant = 0.0

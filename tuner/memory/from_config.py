@@ -92,6 +92,7 @@ def setup_from_context(ctx: Context) -> TrainSetup:
         gradient_accumulation_steps=_int(ctx, "gradient_accumulation_steps", 1),
         gradient_checkpointing=gc,
         unsloth_gc=ctx.flag("use_unsloth_gc"),
+        loss_shift=resolved.loss_shift,
         attention=resolved.attention(arch.model_type, fa2_available=bool(getattr(hardware, "flash_attn2", True)) if hardware is not None else True),
         liger=ctx.flag("enable_liger_kernel"),
         optim=optim,

@@ -149,6 +149,11 @@ class TrainSetup:
     # False: the model's own (remote) code computes the loss on the 16-bit logits where transformers' ForCausalLMLoss
     # upcasts them to fp32 (Qwen-7B's modeling_qwen.py); matters only without autocast
     loss_upcast: bool = True
+    # How the causal-LM loss shifts logits against labels, by transformers release (src/transformers/loss/loss_utils.py,
+    # ForCausalLMLoss): "labels" (4.49+: the labels are padded and shifted, the logits are not copied,
+    # huggingface/transformers#35646), "logits" (4.46-4.48: the fp32 upcast is shifted into a contiguous fp32 copy),
+    # "model" (4.45 and older: the model's forward upcasts and shifts itself and returns fp32 logits)
+    loss_shift: str = "labels"
     expandable_segments: bool = False
     # distributed
     zero_stage: int | None = None
@@ -186,6 +191,7 @@ class TrainSetup:
             (_pos_int(self.world_size), f"world_size must be a positive integer, got {self.world_size!r}"),
             (_pos_int(self.lora_rank), f"lora_rank must be a positive integer, got {self.lora_rank!r}"),
             (self.zero_stage is None or self.zero_stage in (0, 1, 2, 3), f"zero_stage must be 0-3 or None, got {self.zero_stage!r}"),
+            (self.loss_shift in ("labels", "logits", "model"), f"loss_shift must be labels, logits or model, got {self.loss_shift!r}"),
             (self.quantization_bit in (None, 2, 3, 4, 5, 6, 8), f"quantization_bit must be 2-8 or None, got {self.quantization_bit!r}"),
             (self.gpus_per_node is None or _pos_int(self.gpus_per_node), f"gpus_per_node must be a positive integer, got {self.gpus_per_node!r}"),
         ]

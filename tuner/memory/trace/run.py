@@ -151,6 +151,28 @@ def loss_on_16bit_logits(logits: torch.Tensor, labels: torch.Tensor, vocab_size:
     return torch.nn.functional.cross_entropy(shift_logits.view(-1, vocab_size), shift_labels.view(-1))
 
 
+def loss_on_shifted_fp32_logits(
+    logits: torch.Tensor, labels: torch.Tensor, vocab_size: int, num_items_in_batch: Any = None, ignore_index: int = -100,
+    **_: Any,
+) -> torch.Tensor:
+    """The causal-LM loss of transformers 4.46-4.48 (``src/transformers/loss/loss_utils.py``, ``ForCausalLMLoss``):
+    the logits upcast to fp32 and the shifted slice copied into a contiguous fp32 tensor before the cross-entropy.
+    4.49 pads and shifts the labels instead (huggingface/transformers#35646). Under ``loss_shift="model"`` the
+    logits arrive fp32 already (the model's forward upcast them, 4.45 and older) and the upcast is a no-op."""
+    logits = logits.float()
+    shift_logits = logits[..., :-1, :].contiguous().view(-1, vocab_size)
+    shift_labels = labels[..., 1:].contiguous().view(-1).to(shift_logits.device)
+    if num_items_in_batch is None:
+        return torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index)
+    total = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index, reduction="sum")
+    return total / num_items_in_batch
+
+
+def _upcast_head_output(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+    """transformers 4.45 and older: ``logits = logits.float()`` in the model's forward, fp32 logits returned."""
+    return output.float()
+
+
 def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     """The model with meta parameters (real buffers), set up for training as LLaMA-Factory does."""
     from tuner.trial.build import _from_config, _parameters_on_meta, apply_method, compute_dtype_name, hf_config
@@ -168,10 +190,16 @@ def build_on_meta(setup: TrainSetup) -> tuple[Any, list[str]]:
     model, _ = apply_method(model, spec)  # with upcast_layernorm, as LLaMA-Factory's patcher does it
     if setup.quantization_bit == 4:
         qlora.patch_lora_layers(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not setup.loss_upcast:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         base.loss_function = loss_on_16bit_logits
         notes.append("loss: cross-entropy on the 16-bit logits (remote code without upcast)")
+    elif setup.loss_shift in ("logits", "model"):
+        base.loss_function = loss_on_shifted_fp32_logits
+        if setup.loss_shift == "model":
+            base.get_output_embeddings().register_forward_hook(_upcast_head_output)
+        notes.append(f"loss: transformers {'4.46-4.48' if setup.loss_shift == 'logits' else '4.45 and older'}: "
+                     "shifted fp32 logits copied before the cross-entropy")
     return model, notes
 
 
