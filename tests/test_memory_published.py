@@ -30,3 +30,19 @@ def test_records_are_sourced_and_compared_metric_for_metric() -> None:
     assert f"{len(recs)} records: median |error|" in text
     # a sanity band: no conversion may be off by more than a third
     assert all(abs(r["error_pct"]) < 35 for r in rows)
+    # LLaMA-Factory's own measurements are there, and every reading's spread contains the primary reading
+    assert sum("lf-paper" in r["tags"] for r in rows) == 14
+    for r in rows:
+        if r["error_range_pct"] is not None:
+            low, high = r["error_range_pct"]
+            assert low - 1e-9 <= r["error_pct"] <= high + 1e-9
+    assert "published configuration" in text and "script unpublished" in text
+
+
+def test_bf16_adapters_of_older_peft_halve_the_adapter_bytes_at_the_peak() -> None:
+    bench = _module()
+    rec = next(r for r in bench.records() if r.name.startswith("llama-2-7b lora"))
+    fp32 = bench.predict(type(rec)(**{**rec.__dict__, "adapters_16bit": False}))
+    bf16 = bench.predict(rec)
+    params = 32 * 128 * (4 * (4096 + 4096) + 3 * (4096 + 11008))  # r128 on every linear layer of Llama-2-7B
+    assert 2 * params <= fp32 - bf16 <= 4 * params  # the weights' 2 B/param, and the gradients' where live
