@@ -95,7 +95,9 @@ class Record:
     tags: tuple[str, ...] = field(default_factory=tuple)
     hardware: str | None = None  # the card it was measured on (caps reserved/nvidia-smi at its size)
     published_setup: bool = True  # the run's script or settings are published (the issue's "known configuration")
-    adapters_16bit: bool = False  # LoRA adapters (and their gradients) in bf16: LLaMA-Factory v0.6 + PEFT 0.7-0.11
+    #: trainable parameters the publisher's stack kept in bf16 where the LLaMA-Factory estimate has them fp32:
+    #: "adapters" (LLaMA-Factory v0.6 + PEFT 0.7-0.11 under pure_bf16) or "modules_to_save" (Qwen's finetune.py)
+    bf16_trainable: str = ""
     figure: tuple[float, str] | None = None  # the published number and its unit ("GB"), for the readings
 
 
@@ -168,8 +170,6 @@ QWEN_7B = {
     "LoRA (emb)": (33.7, 34.1, 35.2, 35.1, 39.2, 48.5),
     "Q-LoRA": (11.5, 11.5, 12.3, 13.9, 16.9, 23.5),
 }
-#: PEFT modules_to_save copies of wte and lm_head (LoRA (emb)).
-QWEN_EMB_COPIES = 2 * 151936 * 4096
 #: finetune/finetune_qlora_single_gpu.sh: fp16 under DeepSpeed ZeRO-2 with finetune/ds_config_zero2.json's buckets.
 QWEN_QLORA = {"quantization_bit": 4, "quantization_method": "gptq", "precision": "fp16", "zero_stage": 2}
 QWEN_ZERO2_BUCKETS = {"reduce_bucket_size": 2e8, "allgather_bucket_size": 2e8}
@@ -192,21 +192,19 @@ def records() -> list[Record]:
             adjust, note, caveat = 0.0, "", ""
             if method == "LoRA (emb)":
                 setup["additional_target"] = ("embed_tokens", "lm_head")
-                adjust = -QWEN_EMB_COPIES * 8
-                note = ("finetune.py trains the wte/lm_head copies in bf16 (weight, gradient, AdamW m and v: 8 B/param) "
-                        "where LLaMA-Factory upcasts them to fp32 (16 B/param)")
             if method == "Q-LoRA":
                 setup.update(QWEN_QLORA, zero=ZeroConfig(**QWEN_ZERO2_BUCKETS))
                 caveat = "GPTQ (auto-gptq) kernels"
             out.append(Record(f"qwen-7b {method} {length}", QWEN_README, "nvidia-smi", "qwen-7b", setup, gib * GIB,
                               adjust, note, caveat, ("qwen", "qlora" if method == "Q-LoRA" else "lora"),
-                              hardware="a100-80g", figure=(gib, "GB")))  # fmt: skip
+                              hardware="a100-80g", figure=(gib, "GB"),
+                              bf16_trainable="modules_to_save" if method == "LoRA (emb)" else ""))  # fmt: skip
     for model, figures in LF_PAPER_MEMORY.items():
         for method, gb in figures.items():
             caveat = "Unsloth's LoRA kernels not modelled" if method in ("lora", "qlora") else ""
             out.append(Record(f"{model} {method} (LlamaFactory paper)", LF_PAPER, "nvidia-smi", model,
                               dict(LF_PAPER_SETUP, **LF_PAPER_METHOD[method]), gb * GIB, caveat=caveat,
-                              tags=("lf-paper", method), hardware="a100-40g", adapters_16bit=method == "lora",
+                              tags=("lf-paper", method), hardware="a100-40g", bf16_trainable="adapters" if method == "lora" else "",
                               figure=(gb, "GB")))  # fmt: skip
     for gb, tokens in UNSLOTH_8B.items():
         out.append(Record(f"llama-3.1-8b QLoRA {tokens} fits {gb} GB", UNSLOTH_README, "reserved", "llama-3.1-8b",
@@ -226,16 +224,28 @@ def _estimate(rec: Record) -> Any:
     return estimate(TrainSetup(arch, **rec.setup), hardware=rec.hardware)
 
 
-def _adapters_16bit(est: Any) -> float:
-    """Bytes saved at the peak with bf16 LoRA adapters and gradients where the estimate has them fp32."""
-    keys = ("weights_trainable", "gradients", "gradients_partial")
-    return -0.5 * sum(c.bytes for c in est.at_peak() if c.key in keys)
+def _bf16_trainable(rec: Record, est: Any) -> float:
+    """Bytes at the peak the publisher's bf16 copies of ``rec.bf16_trainable`` save against the estimate's fp32
+    ones: half of their share of the weights and gradients and, for torch AdamW (states in the parameter's dtype),
+    of the states and the step's temporaries; with a bf16 lm_head, no autocast copy of it either."""
+    if not rec.bf16_trainable:
+        return 0.0
+    from tuner.memory.model import plan_params
+
+    plan = plan_params(est.setup)
+    share = (plan.adapter if rec.bf16_trainable == "adapters" else plan.modules_to_save) / plan.trainable
+    keys = {"weights_trainable", "gradients", "gradients_partial"}
+    if est.setup.optim.startswith("adamw_torch"):
+        keys |= {"optimizer_states", "step_temporaries"}
+    saved = 0.5 * share * sum(c.bytes for c in est.at_peak() if c.key in keys)
+    if rec.bf16_trainable == "modules_to_save" and "lm_head" in est.setup.additional_target:
+        saved += sum(c.bytes for c in est.at_peak() if c.key == "head_autocast_copy")
+    return -saved
 
 
 def predict(rec: Record, metric: str | None = None) -> float:
     est = _estimate(rec)
-    extra = _adapters_16bit(est) if rec.adapters_16bit else 0.0
-    return est.metric(metric or rec.metric) + rec.adjust_bytes + extra
+    return est.metric(metric or rec.metric) + rec.adjust_bytes + _bf16_trainable(rec, est)
 
 
 def error_range(rec: Record) -> tuple[float, float] | None:
@@ -244,7 +254,7 @@ def error_range(rec: Record) -> tuple[float, float] | None:
         return None
     value, _ = rec.figure
     est = _estimate(rec)
-    extra = (_adapters_16bit(est) if rec.adapters_16bit else 0.0) + rec.adjust_bytes
+    extra = _bf16_trainable(rec, est) + rec.adjust_bytes
     errs = []
     for metric, unit in READINGS:
         measured = value * (GIB if unit == "GiB" else GB)

@@ -42,7 +42,13 @@ def test_records_are_sourced_and_compared_metric_for_metric() -> None:
 def test_bf16_adapters_of_older_peft_halve_the_adapter_bytes_at_the_peak() -> None:
     bench = _module()
     rec = next(r for r in bench.records() if r.name.startswith("llama-2-7b lora"))
-    fp32 = bench.predict(type(rec)(**{**rec.__dict__, "adapters_16bit": False}))
+    fp32 = bench.predict(type(rec)(**{**rec.__dict__, "bf16_trainable": ""}))
     bf16 = bench.predict(rec)
     params = 32 * 128 * (4 * (4096 + 4096) + 3 * (4096 + 11008))  # r128 on every linear layer of Llama-2-7B
     assert 2 * params <= fp32 - bf16 <= 4 * params  # the weights' 2 B/param, and the gradients' where live
+    # Qwen's finetune.py keeps the trained embedding copies bf16: weights, gradients, AdamW states and step
+    # temporaries at half, and no autocast copy of a bf16 lm_head
+    emb = next(r for r in bench.records() if r.name == "qwen-7b LoRA (emb) 256")
+    saved = bench.predict(type(emb)(**{**emb.__dict__, "bf16_trainable": ""})) - bench.predict(emb)
+    copies = 2 * 151936 * 4096
+    assert 8 * copies <= saved <= 12 * copies  # 2+2+4 B, plus the foreach temporaries' 2 B at the step
