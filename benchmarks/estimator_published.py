@@ -172,7 +172,7 @@ QWEN_7B = {
 }
 #: finetune/finetune_qlora_single_gpu.sh: fp16 under DeepSpeed ZeRO-2 with finetune/ds_config_zero2.json's buckets.
 QWEN_QLORA = {"quantization_bit": 4, "quantization_method": "gptq", "precision": "fp16", "zero_stage": 2}
-QWEN_ZERO2_BUCKETS = {"reduce_bucket_size": 2e8, "allgather_bucket_size": 2e8}
+QWEN_ZERO2_BUCKETS = {"reduce_bucket_size": 2e8, "allgather_bucket_size": 2e8, "overlap_comm": True, "contiguous_gradients": True}
 #: Unsloth's table: GPU memory (GB) -> longest context of the HF + FA2 baseline.
 UNSLOTH_8B = {12: 932, 16: 2551, 24: 5789, 40: 12264, 48: 15502, 80: 28454}
 #: The HF + FA2 baseline as TRL's SFTTrainer sets it up (see the module docstring): fp32 norms on a 4-bit model.
