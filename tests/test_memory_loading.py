@@ -19,15 +19,8 @@ from tuner.memory.loading import lf_upcasts_trainable, loading_peak
 from tuner.memory.model import plan_params
 from tuner.models.arch import Architecture
 from tuner.models.resolve import resolve_model
+from trace_fixtures import LLAMA_TIED, QWEN2
 
-QWEN2 = Architecture(
-    model_type="qwen2", hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-    intermediate_size=256, vocab_size=512, attention_bias=True,
-)  # fmt: skip
-LLAMA_TIED = Architecture(
-    model_type="llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-    intermediate_size=320, vocab_size=600, tie_word_embeddings=True,
-)  # fmt: skip
 
 
 def _real_setup_peak(setup: TrainSetup, deepspeed_cast: bool) -> tuple[int, int]:

@@ -17,15 +17,8 @@ from tuner.memory import TrainSetup
 from tuner.memory.model import param_stats
 from tuner.memory.trace import BLOCK, LiveStorages, TraceUnsupported, allocator_size, trace_step
 from tuner.models.arch import Architecture
+from trace_fixtures import LLAMA_TIED, QWEN2
 
-QWEN2 = Architecture(
-    model_type="qwen2", hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-    intermediate_size=256, vocab_size=512, attention_bias=True,
-)  # fmt: skip
-LLAMA_TIED = Architecture(
-    model_type="llama", hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-    intermediate_size=320, vocab_size=600, tie_word_embeddings=True,
-)  # fmt: skip
 
 
 def test_allocator_rounding() -> None:
