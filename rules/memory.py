@@ -97,8 +97,13 @@ class PredictedOOM(Rule):
 
         setup = est.setup
         fitting, combined = cheapest_changes(setup, ctx.hardware, est.ceiling)
+        when = ""
+        if est.peak_phase == "loading":
+            # tuner.memory.loading: LLaMA-Factory's fp32 upcast of the trainable parameters, which DeepSpeed
+            # ZeRO-0/1/2 undoes only when training starts
+            when = " before the first step, while the model is loaded and its trainable parameters are upcast to fp32"
         message = (
-            f"predicted peak {_g(est.peak_bytes)} per GPU is over {est.ceiling:.0%} of the {_hw_name(ctx)} "
+            f"predicted peak {_g(est.peak_bytes)} per GPU{when} is over {est.ceiling:.0%} of the {_hw_name(ctx)} "
             f"({_g(est.ceiling_bytes)} of {_g(est.device_bytes)}): {_top(est)}"
         )
         fix: Fix | None = None

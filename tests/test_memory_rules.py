@@ -72,6 +72,20 @@ def test_oom_without_a_single_fitting_change_suggests_a_combination() -> None:
     assert re.search(r"\(peak [\d.]+ GiB\)$", v.hint or "")
 
 
+def test_oom_while_loading_says_so_and_suggests_zero3(tmp_path: Path) -> None:
+    """Full fine-tuning under ZeRO-2 with the optimizer offloaded: the training step fits a 24 GB card, but each GPU
+    first holds the fp32 copy LLaMA-Factory upcasts before DeepSpeed casts it back (tuner.memory.loading)."""
+    ds = tmp_path / "ds_z2_offload.json"
+    ds.write_text('{"bf16": {"enabled": "auto"}, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}')
+    text = (OOM.replace("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct")
+            .replace("finetuning_type: lora", f"finetuning_type: full\ndeepspeed: {ds}")
+            .replace("per_device_train_batch_size: 16", "per_device_train_batch_size: 1").replace("cutoff_len: 4096", "cutoff_len: 1024"))
+    (v,) = lint_text(text, select=["MEM001"], hw="rtx-4090-24g", gpus=8)
+    assert "before the first step, while the model is loaded" in v.message and "weights while loading" in v.message
+    assert (v.hint or "").startswith("changes that fit, cheapest first: ZeRO-3")
+    assert "cutoff_len" not in (v.hint or "")  # a shorter sequence does not shrink the set-up
+
+
 def test_no_finding_when_it_fits() -> None:
     text = OOM.replace("per_device_train_batch_size: 16", "per_device_train_batch_size: 1").replace("cutoff_len: 4096", "cutoff_len: 1024")
     assert not lint_text(text, select=["MEM001", "MEM002", "MEM003"], hw="h100")
