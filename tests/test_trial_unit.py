@@ -175,3 +175,24 @@ def test_cpu_trials_run_with_sleeping_openmp_threads_unless_the_user_says_otherw
     assert _child_env({"OMP_WAIT_POLICY": "ACTIVE"}, "cpu")["OMP_WAIT_POLICY"] == "ACTIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert _child_env(None, "cpu")["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_barrier_hook_waits_for_the_other_trial_and_announces_itself(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-worker tests' rendezvous: a trial announces itself and goes on once enough trials have."""
+    import threading
+    import time
+
+    from tuner.trial import worker
+
+    monkeypatch.setenv(worker.HOOK_ENV, "barrier@start")
+    monkeypatch.setenv(worker.BARRIER_ENV, str(tmp_path))
+    released = threading.Event()
+    waiter = threading.Thread(target=lambda: (worker._hook("start"), released.set()))
+    waiter.start()
+    time.sleep(0.5)
+    assert not released.is_set() and len(list(tmp_path.glob("trial-*"))) == 1  # alone: still waiting
+    (tmp_path / "trial-other").touch()  # the other worker's trial arrives
+    waiter.join(timeout=10)
+    assert released.is_set()
+    worker._hook("build")  # another phase: nothing happens

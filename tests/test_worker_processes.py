@@ -157,12 +157,18 @@ def test_two_workers_share_a_study_and_auto_resume_writes_the_result(workdir: Pa
     else:
         storage, name = request.getfixturevalue("pg_study")
     create_study(workdir, storage, name, N_TRIALS)
-    a = Worker(workdir, storage, name, "a")
-    b = Worker(workdir, storage, name, "b")
+    # Each worker's first trial waits for the other's (the trial's `barrier` test hook): however late one worker
+    # starts on a loaded machine, the other cannot finish its trial and take the second before it claims one.
+    barrier = workdir / "barrier"
+    barrier.mkdir()
+    hook = {"CFGTUNE_TRIAL_TEST_HOOK": "barrier@start", "CFGTUNE_TRIAL_TEST_BARRIER": str(barrier)}
+    a = Worker(workdir, storage, name, "a", **hook)
+    b = Worker(workdir, storage, name, "b", **hook)
     out_a, out_b = a.wait(240), b.wait(240)
     assert a.proc.returncode == 0 and b.proc.returncode == 0, out_a + out_b
     ran_a, ran_b = ran_count(out_a), ran_count(out_b)
     assert ran_a >= 1 and ran_b >= 1  # both nodes did work
+    assert len(list(barrier.glob("trial-*"))) == N_TRIALS
     recs = records(storage, name)
     assert_consistent(recs, [ran_a, ran_b], N_TRIALS)
     assert {r.worker for r in recs if r.ran} == {a.id, b.id}

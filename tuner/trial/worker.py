@@ -14,9 +14,12 @@ A rank that fails writes ``<out>.rank<N>`` and exits non-zero, so torchrun stops
 them blocked in a collective.
 
 ``CFGTUNE_TRIAL_TEST_HOOK=<action>[@<phase>]`` makes the worker misbehave on purpose, for the tests of the
-runner: action ``kill`` (SIGKILL itself), ``hang``, ``crash`` (SIGSEGV), ``raise`` (an exception) or ``oom``
-(a simulated out-of-memory error); phase ``start`` (before torch is imported), ``build`` (after the model is
-built) or ``step`` (after the warm-up steps: the default).
+runner: action ``kill`` (SIGKILL itself), ``hang``, ``crash`` (SIGSEGV), ``raise`` (an exception), ``oom``
+(a simulated out-of-memory error) or ``barrier`` (announce itself in the directory ``CFGTUNE_TRIAL_TEST_BARRIER``
+names and wait, at most 90 s, until ``CFGTUNE_TRIAL_TEST_BARRIER_N`` trials (default 2) have: the multi-worker
+tests use it so that every worker's first trial is running at once, however slowly the workers start); phase
+``start`` (before torch is imported), ``build`` (after the model is built) or ``step`` (after the warm-up steps:
+the default).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from tuner.trial.spec import TrialResult, TrialSpec
 from tuner.trial.stats import converged, step_measurement
 
 HOOK_ENV = "CFGTUNE_TRIAL_TEST_HOOK"
+BARRIER_ENV = "CFGTUNE_TRIAL_TEST_BARRIER"
+BARRIER_WAIT_S = 90.0
 LEARNING_RATE = 1e-4
 
 
@@ -63,12 +68,26 @@ def _hook(phase: str) -> None:
         os.kill(os.getpid(), signal.SIGSEGV)
     elif action == "raise":
         raise RuntimeError(f"simulated failure ({HOOK_ENV}={value})")
+    elif action == "barrier":
+        _barrier()
     elif action == "oom":
         import torch
 
         raise torch.OutOfMemoryError(
             f"CUDA out of memory. Tried to allocate 20.00 GiB (simulated by {HOOK_ENV}={value})"
         )
+
+
+def _barrier() -> None:
+    """Announce this trial in the barrier directory and wait until enough trials have (bounded, see above)."""
+    folder = Path(os.environ.get(BARRIER_ENV, ""))
+    if not str(folder) or not folder.is_dir():
+        return
+    need = int(os.environ.get(f"{BARRIER_ENV}_N", "2"))
+    (folder / f"trial-{os.getpid()}").touch()
+    deadline = time.monotonic() + BARRIER_WAIT_S
+    while len(list(folder.glob("trial-*"))) < need and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # -- pieces -------------------------------------------------------------------------------------------------------
