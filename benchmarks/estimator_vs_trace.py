@@ -40,7 +40,7 @@ OVERHEAD_KEYS = ("cuda_context", "nccl", "allocator", "allocator_cache", "cublas
 def _row(name: str, model: str, method: str, group: str, **kw: Any) -> dict[str, Any]:
     row = {"name": name, "model": model, "method": method, "group": group, "gc": True, "optim": "adamw_torch",
            "attention": "sdpa", "batch": 1, "cutoff": 1024, "rank": 16, "precision": "bf16", "loss_upcast": True,
-           "upcast_layernorm": False, "zero_stage": None, "loss_shift": "labels"}  # fmt: skip
+           "upcast_layernorm": False, "zero_stage": None, "loss_shift": "labels", "additional_target": ()}  # fmt: skip
     row.update(kw)
     return row
 
@@ -85,6 +85,10 @@ MATRIX: list[dict[str, Any]] = [
     _row("q0.5b-lora-shift-logits-b4", "qwen2.5-0.5b", "lora", "loss", loss_shift="logits", batch=4, cutoff=512),
     _row("l3b-lora-shift-logits-b1", "llama-3.2-3b", "lora", "loss", loss_shift="logits", cutoff=2048),
     _row("q1.5b-lora-shift-model-b2", "qwen2.5-1.5b", "lora", "loss", loss_shift="model", batch=2, cutoff=1024),
+    # additional_target: PEFT modules_to_save copies of the embedding and head
+    _row("q0.5b-lora-target-embed-head", "qwen2.5-0.5b", "lora", "target", additional_target=("embed_tokens", "lm_head")),
+    _row("q0.5b-lora-target-embed-nogc", "qwen2.5-0.5b", "lora", "target", additional_target=("embed_tokens",), gc=False, cutoff=512),
+    _row("l3b-lora-target-pure", "llama-3.2-3b", "lora", "target", additional_target=("embed_tokens", "lm_head"), precision="pure_bf16"),
     # upcast_layernorm: fp32 norm weights; with 4-bit layers the stream turns fp32
     _row("q0.5b-lora-uln", "qwen2.5-0.5b", "lora", "upcast", upcast_layernorm=True),
     _row("q1.5b-qlora-uln", "qwen2.5-1.5b", "qlora", "upcast", upcast_layernorm=True, cutoff=2048),
@@ -127,6 +131,7 @@ def setup_for(row: dict[str, Any]) -> Any:
         precision=row["precision"],
         loss_upcast=bool(row["loss_upcast"]),
         loss_shift=str(row["loss_shift"]),
+        additional_target=tuple(row["additional_target"]),
         upcast_layernorm=bool(row["upcast_layernorm"]),
         zero_stage=row["zero_stage"],
     )
@@ -177,7 +182,8 @@ def describe(row: dict[str, Any]) -> str:
     extra = "".join((f", {row['precision']}" if row["precision"] != "bf16" else "",
                      f", ZeRO-{row['zero_stage']} (activation part)" if row["zero_stage"] is not None else "",
                      ", 16-bit loss" if not row["loss_upcast"] else "", ", upcast_layernorm" if row["upcast_layernorm"] else "",
-                     f", loss shift {row['loss_shift']}" if row["loss_shift"] != "labels" else ""))
+                     f", loss shift {row['loss_shift']}" if row["loss_shift"] != "labels" else "",
+                     f", additional_target {'+'.join(row['additional_target'])}" if row["additional_target"] else ""))
     return f"{what}, {gc}, {optim}, {row['attention']}, {row['batch']} x {row['cutoff']}{extra}"
 
 
@@ -219,7 +225,7 @@ def explain(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[], help="run only this setup (repeatable)")
-    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss, upcast, ds")
+    ap.add_argument("--group", action="append", default=[], help="run only this group: small, mid, large, sweep, loss, target, upcast, ds")
     ap.add_argument("--json", type=Path, help="write the rows here")
     ap.add_argument("--explain", metavar="NAME", help="print where the bytes are for one setup")
     ap.add_argument("--list", action="store_true", help="print the matrix and exit")

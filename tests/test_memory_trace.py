@@ -51,6 +51,7 @@ CASES = {
     "freeze-1-layer": (LLAMA_TIED, dict(finetuning_type="freeze", freeze_trainable_layers=1, batch_size=2)),
     "qlora-gc": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4)),
     "qlora-nogc-padded": (LLAMA_TIED, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, gradient_checkpointing=False, batch_size=2)),
+    "lora-additional-target-tied": (LLAMA_TIED, dict(finetuning_type="lora", lora_rank=4, additional_target=("embed_tokens", "lm_head"))),
     "lora-pure-bf16-16bit-loss": (QWEN2, dict(finetuning_type="lora", lora_rank=4, precision="pure_bf16", loss_upcast=False)),
     "qlora-upcast-layernorm": (QWEN2, dict(finetuning_type="lora", lora_rank=4, quantization_bit=4, upcast_layernorm=True)),
 }
@@ -137,6 +138,14 @@ ESTIMATOR_CASES = {
     "lora-pure-bf16-16bit-loss": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", loss_upcast=False)),
     "qlora-pure-bf16-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, precision="pure_bf16", loss_upcast=False)),
     "lora-autocast-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, loss_upcast=False)),
+    # additional_target: PEFT's modules_to_save copies (separate parameters even on a tied model; only lm_head's
+    # copy is a matmul weight; under pure_bf16 the copies stay bf16 while PEFT keeps the adapters fp32)
+    "lora-target-embed-head-tied": (MID, dict(finetuning_type="lora", lora_rank=8, additional_target=("embed_tokens", "lm_head"),
+                                              optim="adamw_torch_fused")),
+    "lora-target-embed-tied-nogc": (MID, dict(finetuning_type="lora", lora_rank=8, additional_target=("embed_tokens",),
+                                              gradient_checkpointing=False)),
+    "lora-target-pure-bf16": (LLAMA, dict(finetuning_type="lora", lora_rank=8, additional_target=("embed_tokens", "lm_head"),
+                                          precision="pure_bf16")),
     # transformers 4.46-4.48 copy the shifted fp32 logits (batch > 1 only); 4.45 and older return fp32 logits
     "lora-shift-logits-batch4": (MID, dict(finetuning_type="lora", lora_rank=8, batch_size=4, loss_shift="logits")),
     "lora-shift-logits-batch1": (LLAMA, dict(finetuning_type="lora", lora_rank=8, loss_shift="logits")),

@@ -188,6 +188,9 @@ class _Regime:
     state_pb: int  # dtype of what the optimizer updates
     residual_full: int  # residual stream when the embedding trains
     why: str
+    #: bytes per trainable parameter of the weights, gradients and what the optimizer updates, averaged where they
+    #: differ by parameter (0: the dtypes above hold for all of them)
+    mixed_b: float = 0.0
 
 
 def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
@@ -202,11 +205,17 @@ def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
     ds_master = 4 if (s.deepspeed and (s.zero_stage or 0) >= 1) else 0
     if s.use_badam:
         return _Regime(half and s.precision != "pure_bf16", 2, 2, 4, 4, 2, 4, 2, "BAdam: 16-bit weights, fp32 copy and states of the active block")
+    if s.precision == "pure_bf16" and s.finetuning_type == "lora" and s.additional_target and plan.trainable:
+        # The same upcast covers only the adapters: PEFT's _cast_adapter_dtype casts the parameters of its tuner
+        # layers, not the modules_to_save copies, which stay bf16 with bf16 gradients and states. Counted by the trace.
+        mixed = (4 * plan.adapter + 2 * (plan.trainable - plan.adapter)) / plan.trainable
+        return _Regime(False, 2, 2, 4, 0, 2, 2, 2, "pure bf16: bf16 weights and additional_target copies; PEFT keeps the LoRA "
+                       "adapters in fp32 (autocast_adapter_dtype)", mixed_b=mixed)  # fmt: skip
     if s.precision == "pure_bf16" and s.finetuning_type == "lora" and not s.additional_target:
         # LLaMA-Factory does not upcast under pure_bf16, but PEFT does: get_peft_model's autocast_adapter_dtype
         # (default True since peft 0.12) makes bf16/fp16 adapter weights fp32, so their gradients and AdamW states
         # are fp32 too (LLaMA-Factory v0.9.5 src/llamafactory/model/adapter.py, _setup_lora_tuning; peft
-        # tuners_utils.py, BaseTuner._cast_adapter_dtype). With additional_target the copies stay bf16: not split here.
+        # tuners_utils.py, BaseTuner._cast_adapter_dtype). With additional_target see the branch above.
         return _Regime(False, 2, 4, 4, 0, 4, 4, 2, "pure bf16: bf16 weights; PEFT keeps the LoRA adapters in fp32 (autocast_adapter_dtype)")
     tb = 4 if upcast else 2
     autocast = s.precision in ("bf16", "fp16")
@@ -284,7 +293,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     frozen_b: float = plan.frozen_16bit * rg.load_b
     quant_codes: float = plan.quantized * (plan.quant_bytes_per_param - plan.quant_constant_bytes_per_param)
     quant_consts = plan.quantized * plan.quant_constant_bytes_per_param
-    train_b: float = plan.trainable * rg.trainable_b
+    train_b: float = plan.trainable * (rg.mixed_b or rg.trainable_b)
     if off_param:
         host.append(Component("offload_params", "offloaded parameters (pinned)", (frozen_b + quant_codes + train_b) * s.ranks_per_node / N * C.HOST_BUFFER_FACTOR, E,
                               f"16-bit partitions of {_fmt(plan.total)} params x {s.ranks_per_node} ranks/node / {N} x {C.HOST_BUFFER_FACTOR}", RESIDENT))
@@ -302,7 +311,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     if s.use_badam:
         what = "BAdam active block"
     add("weights_trainable", "trainable weights", train_b / shard_w,
-        f"{what}: {_fmt(plan.trainable)} params x {rg.trainable_b} B{sh}", RESIDENT)
+        f"{what}: {_fmt(plan.trainable)} params x {rg.mixed_b or rg.trainable_b:.3g} B{sh}", RESIDENT)
     if s.use_ref_model and s.finetuning_type in ("full", "freeze") and s.stage in ("dpo", "kto"):
         add("ref_model", "reference model", facts.total * 2 / shard_w, f"frozen copy of {_fmt(facts.total)} params x 2 B{sh}", RESIDENT)
 
@@ -314,8 +323,9 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     layerwise = (s.use_galore and s.galore_layerwise) or (s.use_apollo and s.apollo_layerwise) or s.optim.endswith("_layerwise")
     state_params = plan.state_params
     master = state_params * rg.master_b if rg.master_b else 0.0
-    states = prof.states(rg.state_pb) * state_params
-    state_detail = f"{_fmt(state_params)} params x {prof.states(rg.state_pb):.3g} B ({prof.note or prof.name})"
+    state_b = rg.mixed_b or rg.state_pb
+    states = prof.states(state_b) * state_params
+    state_detail = f"{_fmt(state_params)} params x {prof.states(state_b):.3g} B ({prof.note or prof.name})"
     if low_rank and plan.galore_matrices:
         r = s.galore_rank if (s.use_galore or s.optim.startswith("galore_")) else s.apollo_rank
         g_params = sum(m * n * c for m, n, c in plan.galore_matrices)
@@ -344,8 +354,8 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         grads_full = plan.trainable * (2 + 4)
         grad_detail = f"active block {_fmt(plan.trainable)} params x (2 B + 4 B fp32 copy)"
     elif not ds:
-        grads_full = plan.trainable * rg.grad_b
-        grad_detail = f"{_fmt(plan.trainable)} params x {rg.grad_b} B"
+        grads_full = plan.trainable * (rg.mixed_b or rg.grad_b)
+        grad_detail = f"{_fmt(plan.trainable)} params x {rg.mixed_b or rg.grad_b:.3g} B"
     elif stage == 0:
         grads_full = plan.trainable * (md + (4 if md == 2 else 0))
         grad_detail = f"{_fmt(plan.trainable)} params x ({md} B + fp32 accumulation)" if md == 2 else f"{_fmt(plan.trainable)} params x 4 B"
@@ -465,8 +475,11 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     # which is before the loss backward (the larger loss moment) but after the forward's own loss peak.
     # lm_head is never checkpointed: its 16-bit copy (of a trainable head, or of a trained embedding it is tied to)
     # is saved by its matmul until lm_head's backward, past the loss's backward.
+    # PEFT's modules_to_save copies (additional_target) are separate parameters even where the model ties its head:
+    # a trained embedding copy leaves lm_head on the frozen original
+    tied = facts.counts.lm_head == 0 and not plan.modules_to_save
     head_w = facts.counts.lm_head or facts.counts.embeddings
-    head_trains = plan.lm_head_trainable or (facts.counts.lm_head == 0 and plan.embed_trainable)
+    head_trains = plan.lm_head_trainable or (tied and plan.embed_trainable)
     head_copy = head_w * 2 if (autocast_copies and head_trains) else 0.0
     copies_in_graph = autocast_copies if not gc else head_copy
     candidates = {
@@ -499,7 +512,6 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     # ``InputBuffer::accumulate`` adds in place only into a tensor owning its storage alone): two more copies.
     embed_grad = facts.counts.embeddings * rg.grad_b if (plan.embed_trainable and grads_full and not ds and not layerwise
                                                          and prof.stores_grads and not s.use_badam) else 0.0
-    tied = facts.counts.lm_head == 0
     eob_layer = work_first - (0.0 if tied else embed_grad)
     eob_embed = facts.counts.embeddings * (embed_out + rg.grad_b) if (embed_grad and tied) else 0.0
     eob_work, eob_detail = (eob_layer, "the first layer's backward, the last one backward visits") if eob_layer >= eob_embed else (
@@ -508,7 +520,7 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     step_tmp = 0.0
     step_detail: list[str] = []
     if not off_opt:
-        t: float = prof.temp(rg.state_pb) * state_params / shard_states
+        t: float = prof.temp(state_b) * state_params / shard_states
         if t:
             step_tmp += t
             step_detail.append(f"foreach temporaries {_gib(t)}")

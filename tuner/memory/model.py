@@ -223,7 +223,7 @@ def _plan_params(setup: TrainSetup) -> ParamPlan:
     vision = counts.vision
     embed, head, fnorm = counts.embeddings, counts.lm_head, counts.final_norm
 
-    trainable = adapter = mts = matmul = 0
+    trainable = adapter = mts = matmul = head_mts = 0
     embed_t = head_t = fnorm_t = False
     largest_t = 0
     galore: list[tuple[int, int, int]] = []
@@ -330,13 +330,14 @@ def _plan_params(setup: TrainSetup) -> ParamPlan:
                 embed_t = True
             elif name in ("lm_head", "output", "output_layer"):
                 mts += head or embed
+                head_mts += head or embed
                 head_t = True
             elif name in ("norm",):
                 mts += fnorm
                 fnorm_t = True
         if mts:
             trainable += mts
-            matmul += mts
+            matmul += head_mts  # only lm_head's copy is a matmul weight (autocast casts it; an embedding lookup not)
             largest_t = max(largest_t, embed if embed_t or head_t else 0)
             notes.append("additional_target keeps a trainable copy next to the frozen original (PEFT modules_to_save)")
 

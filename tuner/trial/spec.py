@@ -28,6 +28,7 @@ class TrialSpec:
     lora_target: str = "all"
     lora_dropout: float = 0.0
     use_dora: bool = False
+    additional_target: str = ""  # comma-separated modules trained in full next to LoRA (PEFT modules_to_save)
     freeze_trainable_layers: int = 2
     quantization_bit: int | None = None  # 4/8: QLoRA via bitsandbytes where available
     upcast_layernorm: bool = False  # LLaMA-Factory's upcast_layernorm: norm weights in fp32

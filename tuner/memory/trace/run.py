@@ -106,8 +106,10 @@ def check_supported(setup: TrainSetup) -> None:
         why.append(f"precision {setup.precision}")
     if setup.use_badam or setup.use_galore or setup.use_apollo or setup.use_adam_mini:
         why.append("block-wise or low-rank optimizers")
-    if setup.unsloth_gc or setup.use_dora or setup.additional_target or setup.upcast_lmhead_output:
-        why.append("unsloth checkpointing, DoRA, additional_target or upcast_lmhead_output")
+    if setup.unsloth_gc or setup.use_dora or setup.upcast_lmhead_output:
+        why.append("unsloth checkpointing, DoRA or upcast_lmhead_output")
+    if setup.additional_target and setup.finetuning_type != "lora":
+        why.append("additional_target without LoRA")
     if setup.stage not in ("pt", "sft"):
         why.append(f"stage {setup.stage}")
     if setup.finetuning_type == "freeze" and (
@@ -129,6 +131,7 @@ def _spec(setup: TrainSetup) -> Any:
         lora_rank=setup.lora_rank,
         lora_target=",".join(setup.lora_target),
         lora_dropout=setup.lora_dropout,
+        additional_target=",".join(setup.additional_target),
         freeze_trainable_layers=setup.freeze_trainable_layers,
         quantization_bit=setup.quantization_bit,
         upcast_layernorm=setup.upcast_layernorm,
