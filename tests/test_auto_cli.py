@@ -421,3 +421,27 @@ def test_single_gpu_offload_is_searched_only_when_the_model_does_not_fit_otherwi
     monkeypatch.setattr(setup, "deepspeed_installed", lambda: False)
     nods = setup.prepare(setup.AutoOptions(model="qwen2.5-7b", cutoff_len=512, global_batch=8, cwd=workdir))
     assert nods.space.dists == ("none",) and any("deepspeed is not installed" in n for n in nods.notes)
+
+
+def test_the_base_configs_additional_target_and_upcast_layernorm_reach_the_trials_and_their_estimate(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trials train what the config trains: PEFT's modules_to_save copies and LLaMA-Factory's fp32 norms, and the
+    estimate that prunes them sees the same (a copy of a 512 x 64 embedding and head: 65,536 parameters more)."""
+    from tuner.search import setup
+    from tuner.search.prune import setup_of
+    from tuner.search.space import Point
+
+    base = workdir / "base.yaml"
+    base.write_text("model_name_or_path: tiny-llama\nstage: sft\ndo_train: true\nfinetuning_type: lora\n"
+                    "additional_target: embed_tokens,lm_head\nupcast_layernorm: true\ncutoff_len: 32\n"
+                    "dataset: demo\ntemplate: qwen\nbf16: true\noutput_dir: out\n")  # fmt: skip
+    prep = setup.prepare(setup.AutoOptions(model="tiny-llama", config=base, device="cpu", cutoff_len=32, global_batch=4, cwd=workdir))
+    spec = prep.space.spec(Point(1, 8, True, False, "none"))
+    assert spec.additional_target == "embed_tokens,lm_head" and spec.upcast_layernorm
+    train = setup_of(spec)
+    assert train.additional_target == ("embed_tokens", "lm_head") and train.upcast_layernorm  # type: ignore[attr-defined]
+    from tuner.memory.model import plan_params
+
+    plain = plan_params(train.with_(additional_target=()))  # type: ignore[attr-defined]
+    assert plan_params(train).trainable - plain.trainable == 2 * 512 * 64  # type: ignore[arg-type]

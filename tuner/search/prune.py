@@ -204,6 +204,8 @@ def setup_of(spec: TrialSpec) -> object:
         lora_target=target,
         lora_dropout=spec.lora_dropout,
         use_dora=spec.use_dora,
+        additional_target=tuple(t.strip() for t in spec.additional_target.split(",") if t.strip()),
+        upcast_layernorm=spec.upcast_layernorm,
         freeze_trainable_layers=spec.freeze_trainable_layers,
         quantization_bit=spec.quantization_bit,
         batch_size=spec.per_device_train_batch_size,

@@ -400,6 +400,9 @@ def prepare(opts: AutoOptions) -> Prepared:
     target = data.get("lora_target", "all")
     if isinstance(target, list):
         target = ",".join(str(t) for t in target)
+    extra = data.get("additional_target") if ft == "lora" else None
+    if isinstance(extra, list):
+        extra = ",".join(str(t) for t in extra)
     trial_template = TrialSpec(
         arch=model.arch,
         model_name=model.name,
@@ -408,6 +411,7 @@ def prepare(opts: AutoOptions) -> Prepared:
         lora_target=str(target or "all"),
         lora_dropout=float(data.get("lora_dropout") or 0.0),
         use_dora=bool(data.get("use_dora")),
+        additional_target=str(extra or ""),
         freeze_trainable_layers=_int(data.get("freeze_trainable_layers")) or 2,
         quantization_bit=_int(data.get("quantization_bit")),
         upcast_layernorm=data.get("upcast_layernorm") is True,
