@@ -386,3 +386,27 @@ def test_launch_module_does_not_import_torch(work: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_signal_is_recorded_before_it_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run is judged as soon as the child dies: a SIGKILL recorded only after it went out could be read as the
+    kernel's OOM killer (the escalation timer thread races the main thread). Each signal is on the list first."""
+    import subprocess
+
+    from tuner.launch import run as launch_run
+    from tuner.trial import runner
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    fwd = launch_run._Forwarder(0.1, lambda _msg: None)
+    fwd.started(child)
+    seen: list[list[str]] = []
+    real_killpg, real_signal_all = os.killpg, runner.signal_all
+    monkeypatch.setattr(launch_run.os, "killpg", lambda pid, sig: (seen.append(list(fwd.sent)), real_killpg(pid, sig)))
+    # (the last call below finds no group: killpg raises, after recording what the list held)
+    monkeypatch.setattr(runner, "signal_all", lambda *a: (seen.append(list(fwd.sent)), real_signal_all(*a)))
+    fwd._kill(signal.SIGTERM)
+    fwd._kill(signal.SIGKILL)
+    child.wait(timeout=10)
+    assert seen[:2] == [["SIGTERM"], ["SIGTERM", "SIGKILL"]]
+    fwd._kill(signal.SIGTERM)  # the group is gone: nothing sent, and the record is taken back
+    assert seen[-1] == ["SIGTERM", "SIGKILL", "SIGTERM"] and fwd.sent == ["SIGTERM", "SIGKILL"]

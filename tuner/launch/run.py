@@ -119,19 +119,29 @@ class _Forwarder:
             # the tree gets it, those seen when SIGTERM went out too (orphans cannot be found from a dead leader).
             from tuner.trial.runner import descendants, signal_all
 
-            signal_all(self.proc.pid, [*self._tree, *descendants(self.proc.pid)], signal.SIGKILL)
+            # Recorded before it is sent: the main thread may see the child die and judge the run before this
+            # timer thread gets to run again, and a SIGKILL cfgtune did not record reads as the kernel's OOM killer.
             self.sent.append(signal.SIGKILL.name)
+            signal_all(self.proc.pid, [*self._tree, *descendants(self.proc.pid)], signal.SIGKILL)
             return
+        name = signal.Signals(sig).name
+        self.sent.append(name)  # before it is sent, as above
         try:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
+            self._unsend(name)
             return
         except PermissionError:  # pragma: no cover - a group we cannot signal: the child alone
             try:
                 self.proc.send_signal(sig)
             except ProcessLookupError:
+                self._unsend(name)
                 return
-        self.sent.append(signal.Signals(sig).name)
+
+    def _unsend(self, name: str) -> None:
+        """Take back the last record of ``name``: the process was gone and nothing was sent."""
+        last = len(self.sent) - 1 - self.sent[::-1].index(name)
+        del self.sent[last]
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.proc is None:
