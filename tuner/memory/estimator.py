@@ -206,8 +206,9 @@ def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
     if s.use_badam:
         return _Regime(half and s.precision != "pure_bf16", 2, 2, 4, 4, 2, 4, 2, "BAdam: 16-bit weights, fp32 copy and states of the active block")
     if s.precision == "pure_bf16" and s.finetuning_type == "lora" and s.additional_target and plan.trainable:
-        # The same upcast covers only the adapters: PEFT's _cast_adapter_dtype casts the parameters of its tuner
-        # layers, not the modules_to_save copies, which stay bf16 with bf16 gradients and states. Counted by the trace.
+        # PEFT's autocast_adapter_dtype (see the next branch) upcasts only the adapters: _cast_adapter_dtype casts
+        # the parameters of its tuner layers, not the modules_to_save copies, which stay bf16 with bf16 gradients
+        # and states. Counted by the trace.
         mixed = (4 * plan.adapter + 2 * (plan.trainable - plan.adapter)) / plan.trainable
         return _Regime(False, 2, 2, 4, 0, 2, 2, 2, "pure bf16: bf16 weights and additional_target copies; PEFT keeps the LoRA "
                        "adapters in fp32 (autocast_adapter_dtype)", mixed_b=mixed)  # fmt: skip
