@@ -148,11 +148,11 @@ def estimate(config: str, hw: str | None, gpus: int | None, nodes: int, model: s
 
     try:
         target, warnings = resolve_target(lf, tf, llamafactory_from="--target-llamafactory",
-                                          transformers_from="--target-transformers")  # fmt: skip
+                                          transformers_from="--target-transformers", doing="estimating")  # fmt: skip
     except TargetError as exc:
         _fail(str(exc))
     for line in warnings:
-        click.echo(f"cfgtune: warning: {line.replace('linting for', 'estimating for')}", err=True)
+        click.echo(f"cfgtune: warning: {line}", err=True)
     try:
         ce = estimate_config(config, hw=hw, gpus=gpus, nodes=nodes, model=model, ceiling=ceiling, target=target)
     except EstimateError as exc:

@@ -238,12 +238,14 @@ def resolve_target(
     *,
     llamafactory_from: str = "--target-llamafactory",
     transformers_from: str = "--target-transformers",
+    doing: str = "linting",
 ) -> tuple[TargetVersions, list[str]]:
     """The target versions from what the user stated, and warnings to print.
 
     ``llamafactory``/``transformers``: ``X.Y[.Z]``, ``auto`` (the installed version, read from package metadata,
     never by importing), a bare transformers major ``4``/``5`` (the newest known release of that major the
-    target LLaMA-Factory accepts), or None for the default. ``*_from`` name where each came from, for messages.
+    target LLaMA-Factory accepts), or None for the default. ``*_from`` name where each came from, and ``doing``
+    what the versions are for ("linting", "estimating"), for messages.
 
     A LLaMA-Factory outside 0.8.0 .. the newest known 0.9.x raises :class:`TargetError` (exit 2): cfglint has no
     key table for it. A transformers version outside the range that LLaMA-Factory release checks at start-up is
@@ -263,7 +265,7 @@ def resolve_target(
             if lf > newest and re.search(r"(dev|rc|a|b)\d*$", raw):
                 warnings.append(
                     f"installed LLaMA-Factory {raw} is a pre-release newer than {newest}, the newest release cfglint "
-                    f"knows: linting for {newest}"
+                    f"knows: {doing} for {newest}"
                 )
                 lf = newest
         else:
@@ -301,6 +303,6 @@ def resolve_target(
     if not matches(tf, requirement):
         warnings.append(
             f"LLaMA-Factory {lf} requires transformers{requirement} and refuses to start with {tf} unless "
-            "DISABLE_VERSION_CHECK=1 is set; linting for that combination anyway"
+            f"DISABLE_VERSION_CHECK=1 is set; {doing} for that combination anyway"
         )
     return TargetVersions(lf, tf, source), warnings

@@ -32,7 +32,7 @@ from tuner.memory.activations import (
     layer_activation,
     loss_bytes,
 )
-from tuner.memory.loading import loading_peak
+from tuner.memory.loading import lf_upcasts_trainable, loading_peak
 from tuner.memory.model import ParamPlan, ParamStats, arch_facts, param_stats, plan_params
 from tuner.memory.optimizers import optimizer_profile
 from tuner.memory.setup import TrainSetup
@@ -196,7 +196,7 @@ class _Regime:
 def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
     quant = plan.quantized > 0
     half = s.precision in ("bf16", "fp16", "pure_bf16")
-    upcast = not (s.precision == "pure_bf16" or s.use_badam) and not (s.zero_stage == 3 and not quant)
+    upcast = lf_upcasts_trainable(s, quant)
     if s.deepspeed and half:
         # The engine casts the whole module to bf16/fp16 (stage 3: bf16 partitions); ZeRO keeps fp32 masters.
         return _Regime(False, 2, 2, 2, 4, 2, 4, 2, "DeepSpeed mixed precision: 16-bit module, fp32 master in the optimizer")
@@ -639,12 +639,14 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
                                    f"{C.SLACK_IN_USE[0]:.1%} of the weights (allocated once, a segment each)", OVERHEAD))
             peak_phase = LOADING
             peak = sum(c.bytes for c in comps if c.at_peak)
-            why = ("every GPU holds the trainable parameters in fp32 (LLaMA-Factory's upcast) until DeepSpeed casts the "
-                   "module to 16-bit when training starts" if s.zero_stage is not None and "upcast" in load.detail
-                   else "the model as it is loaded and prepared")
-            notes.append(f"the set-up before the first step is the peak, {_gib(peak)}: {why}; the training step "
-                         f"itself needs {_gib(train_peak)} (pure_bf16 or ZeRO-3 avoid the fp32 copy)"
-                         if "upcast" in load.detail else f"the set-up before the first step is the peak, {_gib(peak)}: {why}")
+            note = f"the set-up before the first step is the peak, {_gib(peak)}: "
+            if load.upcast:
+                where = " until DeepSpeed casts the module to 16-bit when training starts" if s.zero_stage is not None else ""
+                note += (f"every GPU holds the trainable parameters in fp32 (LLaMA-Factory's upcast){where}; the training "
+                         f"step itself needs {_gib(train_peak)} (pure_bf16 or ZeRO-3 avoid the fp32 copy)")
+            else:
+                note += "the model as it is loaded and prepared"
+            notes.append(note)
 
     # -- host RAM per node -------------------------------------------------------------------------------------
     host.insert(0, Component("host_process", "training processes", C.HOST_PROCESS_BYTES * s.ranks_per_node, E,

@@ -35,6 +35,7 @@ class LoadingPeak:
     weights: float  # the model as it stands at that moment
     transient: float  # the one tensor in flight
     detail: str
+    upcast: bool  # the trainable parameters are in fp32 at that moment (LLaMA-Factory's upcast)
 
 
 def lf_upcasts_trainable(s: TrainSetup, quantized: bool) -> bool:
@@ -44,7 +45,7 @@ def lf_upcasts_trainable(s: TrainSetup, quantized: bool) -> bool:
 
 
 def loading_peak(s: TrainSetup, plan: ParamPlan) -> LoadingPeak | None:
-    """The set-up's peak per GPU, or None where it is partitioned while loading (ZeRO-3) or offloaded."""
+    """The set-up's peak per GPU, or None under ZeRO-3 (it partitions while loading)."""
     if s.zero_stage == 3:
         return None
     frozen = plan.frozen_16bit * 2.0
@@ -65,7 +66,7 @@ def loading_peak(s: TrainSetup, plan: ParamPlan) -> LoadingPeak | None:
         if at_load > weights + transient:
             return LoadingPeak(at_load, at_load - copy, copy,
                                "while loading: 16-bit and quantized weights + the 16-bit copy of the largest linear "
-                               "weight bitsandbytes is quantizing")
+                               "weight bitsandbytes is quantizing", upcast=False)
     parts = ([f"{plan.frozen_16bit:,} frozen params x 2 B"] if plan.frozen_16bit else []) + (
         [f"{plan.quantized:,} quantized params"] if plan.quantized else []) + [what]
     detail = " + ".join(parts)
@@ -73,4 +74,4 @@ def loading_peak(s: TrainSetup, plan: ParamPlan) -> LoadingPeak | None:
         detail += f" + the 16-bit copy of the largest trainable tensor in flight ({plan.largest_trainable_tensor:,} params)"
     if s.zero_stage is not None and upcast and s.precision in ("bf16", "fp16"):
         detail += "; DeepSpeed casts the module to 16-bit only when training starts"
-    return LoadingPeak(weights + transient, weights, transient, detail)
+    return LoadingPeak(weights + transient, weights, transient, detail, upcast=upcast)

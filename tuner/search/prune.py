@@ -204,7 +204,7 @@ def setup_of(spec: TrialSpec) -> object:
         lora_target=target,
         lora_dropout=spec.lora_dropout,
         use_dora=spec.use_dora,
-        additional_target=tuple(t.strip() for t in spec.additional_target.split(",") if t.strip()),
+        additional_target=spec.additional_target_names,
         upcast_layernorm=spec.upcast_layernorm,
         freeze_trainable_layers=spec.freeze_trainable_layers,
         quantization_bit=spec.quantization_bit,

@@ -447,7 +447,6 @@ def _setup_lora(model: Any, spec: TrialSpec, cast: bool) -> tuple[Any, list[str]
         targets = find_all_linear_modules(model)
     # additional_target: LLaMA-Factory passes it as PEFT's modules_to_save (v0.9.5 model/adapter.py,
     # _setup_lora_tuning): a trainable copy of each module next to the frozen original
-    extra = [m.strip() for m in spec.additional_target.split(",") if m.strip()]
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM,
         inference_mode=False,
@@ -456,7 +455,7 @@ def _setup_lora(model: Any, spec: TrialSpec, cast: bool) -> tuple[Any, list[str]
         lora_alpha=spec.effective_lora_alpha,
         lora_dropout=spec.lora_dropout,
         use_dora=spec.use_dora,
-        modules_to_save=extra or None,
+        modules_to_save=list(spec.additional_target_names) or None,
     )
     try:
         model = get_peft_model(model, config)

@@ -54,6 +54,11 @@ class TrialSpec:
     seed: int = 0
 
     @property
+    def additional_target_names(self) -> tuple[str, ...]:
+        """``additional_target`` as module names (it is stored comma-separated, as LLaMA-Factory takes it)."""
+        return tuple(n.strip() for n in self.additional_target.split(",") if n.strip())
+
+    @property
     def effective_lora_alpha(self) -> int:
         return self.lora_alpha if self.lora_alpha else 2 * self.lora_rank
 
