@@ -50,7 +50,7 @@ def test_loading_peak_equals_the_real_upcast_and_cast_back(arch: Architecture, z
     setup = TrainSetup(arch, finetuning_type="full", precision="bf16", zero_stage=zero)
     plan = plan_params(setup)
     load = loading_peak(setup, plan)
-    assert load is not None and lf_upcasts_trainable(setup, quantized=False)
+    assert load is not None and lf_upcasts_trainable(precision="bf16", badam=False, zero_stage=zero, quantized=False)
     real, tensors = _real_setup_peak(setup, deepspeed_cast=zero is not None)
     # Without DeepSpeed the tied model's last upcast is the final norm, not the largest tensor: the estimate is the
     # bound (largest tensor in flight); everywhere else it is the moment itself.

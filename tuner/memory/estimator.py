@@ -196,7 +196,7 @@ class _Regime:
 def _regime(s: TrainSetup, plan: ParamPlan) -> _Regime:
     quant = plan.quantized > 0
     half = s.precision in ("bf16", "fp16", "pure_bf16")
-    upcast = lf_upcasts_trainable(s, quant)
+    upcast = lf_upcasts_trainable(precision=s.precision, badam=s.use_badam, zero_stage=s.zero_stage, quantized=quant)
     if s.deepspeed and half:
         # The engine casts the whole module to bf16/fp16 (stage 3: bf16 partitions); ZeRO keeps fp32 masters.
         return _Regime(False, 2, 2, 2, 4, 2, 4, 2, "DeepSpeed mixed precision: 16-bit module, fp32 master in the optimizer")

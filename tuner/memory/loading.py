@@ -38,10 +38,11 @@ class LoadingPeak:
     upcast: bool  # the trainable parameters are in fp32 at that moment (LLaMA-Factory's upcast)
 
 
-def lf_upcasts_trainable(s: TrainSetup, quantized: bool) -> bool:
-    """Whether LLaMA-Factory's ``init_adapter`` casts the trainable parameters to fp32 (v0.9.5, the comment
-    there: not pure_bf16, not BAdam, and not ZeRO-3 unless quantized)."""
-    return not (s.precision == "pure_bf16" or s.use_badam) and not (s.zero_stage == 3 and not quantized)
+def lf_upcasts_trainable(*, precision: str, badam: bool, zero_stage: int | None, quantized: bool) -> bool:
+    """Whether LLaMA-Factory's ``init_adapter`` casts the trainable parameters to fp32 (``cast_trainable_params_to_fp32``,
+    v0.9.5, the comment there: not pure_bf16, not BAdam, and not ZeRO-3 unless quantized: under ZeRO-3 DeepSpeed's
+    fp32 master weights already are the upcast copy). The estimator and the trial builder both ask this."""
+    return not (precision == "pure_bf16" or badam) and not (zero_stage == 3 and not quantized)
 
 
 def loading_peak(s: TrainSetup, plan: ParamPlan) -> LoadingPeak | None:
@@ -50,7 +51,8 @@ def loading_peak(s: TrainSetup, plan: ParamPlan) -> LoadingPeak | None:
         return None
     frozen = plan.frozen_16bit * 2.0
     quant = plan.quantized * plan.quant_bytes_per_param
-    upcast = lf_upcasts_trainable(s, plan.quantized > 0)
+    upcast = lf_upcasts_trainable(precision=s.precision, badam=s.use_badam, zero_stage=s.zero_stage,
+                                  quantized=plan.quantized > 0)
     trainable_b = 4 if upcast else 2
     weights = frozen + quant + plan.trainable * trainable_b
     # The in-place upcast holds the 16-bit original of one parameter next to its fp32 copy; the engine's cast

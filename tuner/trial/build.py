@@ -66,11 +66,11 @@ def compute_dtype_name(precision: str) -> str:
 
 
 def casts_trainable_to_fp32(spec: TrialSpec) -> bool:
-    """LLaMA-Factory's ``cast_trainable_params_to_fp32`` (``init_adapter``)."""
-    if spec.precision == "pure_bf16":
-        return False
-    # ZeRO-3 without quantization: DeepSpeed's fp32 master weights already are the upcast copy.
-    return not (spec.quantization_bit is None and spec.zero_stage == 3)
+    """LLaMA-Factory's ``cast_trainable_params_to_fp32`` (``init_adapter``) for a trial (trials run no BAdam)."""
+    from tuner.memory.loading import lf_upcasts_trainable
+
+    return lf_upcasts_trainable(precision=spec.precision, badam=False, zero_stage=spec.zero_stage,
+                                quantized=spec.quantization_bit is not None)
 
 
 # -- config -----------------------------------------------------------------------------------------------------
