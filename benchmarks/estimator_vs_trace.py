@@ -85,6 +85,10 @@ MATRIX: list[dict[str, Any]] = [
     _row("q0.5b-lora-shift-logits-b4", "qwen2.5-0.5b", "lora", "loss", loss_shift="logits", batch=4, cutoff=512),
     _row("l3b-lora-shift-logits-b1", "llama-3.2-3b", "lora", "loss", loss_shift="logits", cutoff=2048),
     _row("q1.5b-lora-shift-model-b2", "qwen2.5-1.5b", "lora", "loss", loss_shift="model", batch=2, cutoff=1024),
+    # without autocast the forward's shifted copy has no autocast copies to point at its moment (found on a
+    # published run: fms-acceleration's pure-bf16 Mistral-7B LoRA, benchmarks/estimator_published.py)
+    _row("q0.5b-lora-pure-shift-logits-b2", "qwen2.5-0.5b", "lora", "loss", precision="pure_bf16", loss_shift="logits", batch=2),
+    _row("q0.5b-full-pure-shift-logits-b2", "qwen2.5-0.5b", "full", "loss", precision="pure_bf16", loss_shift="logits", batch=2),
     # additional_target: PEFT modules_to_save copies of the embedding and head
     _row("q0.5b-lora-target-embed-head", "qwen2.5-0.5b", "lora", "target", additional_target=("embed_tokens", "lm_head")),
     _row("q0.5b-lora-target-embed-nogc", "qwen2.5-0.5b", "lora", "target", additional_target=("embed_tokens",), gc=False, cutoff=512),

@@ -134,6 +134,10 @@ ESTIMATOR_CASES = {
     # no autocast: PEFT keeps the adapters fp32 (autocast_adapter_dtype) though LLaMA-Factory does not upcast
     "lora-pure-bf16": (MID, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16")),
     "full-pure-bf16": (LLAMA, dict(finetuning_type="full", precision="pure_bf16")),
+    # transformers 4.46-4.48 without autocast: the forward's loss (16-bit logits, their fp32 upcast, its shifted copy,
+    # the log-softmax) outweighs the loss's backward, with no autocast copies to point at that moment
+    "lora-pure-bf16-shift-b4": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", batch_size=4, loss_shift="logits")),
+    "full-pure-bf16-shift-b4": (LLAMA, dict(finetuning_type="full", precision="pure_bf16", batch_size=4, loss_shift="logits")),
     # remote modeling code that runs the cross-entropy on its 16-bit logits (Qwen-7B's modeling_qwen.py)
     "lora-pure-bf16-16bit-loss": (LLAMA, dict(finetuning_type="lora", lora_rank=8, precision="pure_bf16", loss_upcast=False)),
     "qlora-pure-bf16-16bit-loss": (MID, dict(finetuning_type="lora", lora_rank=8, quantization_bit=4, precision="pure_bf16", loss_upcast=False)),

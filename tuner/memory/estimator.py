@@ -486,7 +486,9 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
     candidates = {
         "loss": loss + copies_in_graph,
         "layer": work_last + copies_in_graph,
-        "forward": (loss_fwd + autocast_copies) if (gc and autocast_copies) else 0.0,
+        # the end of the forward: with autocast copies (freed before the loss backward under checkpointing), or
+        # where the forward's loss holds more than its backward (the shifted fp32 copy, transformers 4.46-4.48)
+        "forward": loss_fwd + autocast_copies,
     }
     winner = max(candidates, key=lambda k: candidates[k])
     dynamic = candidates[winner]
