@@ -6,7 +6,14 @@ Each case is one rule of ``c10/cuda/CUDACachingAllocator.cpp`` (default configur
 
 from __future__ import annotations
 
-from tuner.memory.trace.allocator import CachingAllocator, allocation_size, round_size
+from tuner.memory.trace.allocator import (
+    AllocatorOutOfMemory,
+    CachingAllocator,
+    allocation_size,
+    min_capacity,
+    replay,
+    round_size,
+)
 
 MIB = 1 << 20
 
@@ -65,3 +72,66 @@ def test_in_use_segments_is_what_an_oom_retry_cannot_release() -> None:
     a.free(h[2])
     assert (a.reserved, a.in_use_segments, a.max_in_use_segments) == (36 * MIB, 12 * MIB, 36 * MIB)
     assert a.max_allocated == 36 * MIB and a.malloc(0) == 0
+
+
+def test_a_full_device_gives_back_wholly_free_segments_then_retries() -> None:
+    # A longer batch than any before needs bigger blocks than the cached ones: on a roomy device the old segments
+    # stay cached (reserved grows); on a device of 64 MiB the allocator gives them back and the request fits.
+    roomy = CachingAllocator()
+    tight = CachingAllocator(capacity=64 * MIB)
+    for a in (roomy, tight):
+        a.free(a.malloc(30 * MIB))
+        a.free(a.malloc(40 * MIB))
+    assert (roomy.reserved, roomy.max_reserved, roomy.releases) == (70 * MIB, 70 * MIB, 0)
+    assert (tight.reserved, tight.max_reserved, tight.releases) == (40 * MIB, 40 * MIB, 1)
+    assert tight.allocated == 0 and tight.max_allocated == 40 * MIB
+
+
+def test_a_segment_holding_a_live_block_is_not_given_back() -> None:
+    a = CachingAllocator(capacity=64 * MIB)
+    keep = a.malloc(12 * MIB)  # its own 12 MiB segment, live
+    a.free(a.malloc(30 * MIB))  # cached, wholly free
+    big = a.malloc(50 * MIB)  # 12 + 30 + 50 > 64: the 30 MiB segment goes back, 12 + 50 fits
+    assert (a.reserved, a.releases, a.in_use_segments) == (62 * MIB, 1, 62 * MIB)
+    a.free(big)
+    a.free(keep)
+    try:
+        b = CachingAllocator(capacity=64 * MIB)
+        b.malloc(20 * MIB)
+        b.malloc(50 * MIB)  # 20 MiB live: nothing to give back
+    except AllocatorOutOfMemory as e:
+        assert "capacity" in str(e)
+    else:
+        raise AssertionError("70 MiB of live blocks fitted in 64 MiB")
+
+
+def test_replay_reproduces_the_recorded_run() -> None:
+    a = CachingAllocator(events=[])
+    h = [a.malloc(n) for n in (100, 5 * MIB, 30 * MIB, 700)]
+    a.free(h[2])
+    a.malloc(25 * MIB)
+    a.free(h[0])
+    assert a.events is not None and len(a.events) == 7
+    b = replay(a.events)
+    assert (b.allocated, b.reserved, b.max_allocated, b.max_reserved, b.max_in_use_segments) == (
+        a.allocated, a.reserved, a.max_allocated, a.max_reserved, a.max_in_use_segments)
+
+
+def test_min_capacity_is_what_the_run_needs_not_what_a_roomy_device_caches() -> None:
+    # Batches of growing length, as a shuffled dataset delivers them: each new longest batch reserves a new segment
+    # on a roomy device (an 8 MiB state in a 20 MiB segment whose rest takes the 10 MiB block, then 20 + 30 + 40:
+    # 110 MiB), yet the run needs only what stays live across steps plus its longest step (20 + 40 = 60 MiB).
+    a = CachingAllocator(events=[])
+    a.malloc(8 * MIB)
+    for n in (10, 20, 30, 40):
+        a.free(a.malloc(n * MIB))
+    assert a.events is not None and a.max_reserved == 110 * MIB
+    need = min_capacity(a.events)
+    assert need == 60 * MIB
+    replay(a.events, need)
+    try:
+        replay(a.events, need - 2 * MIB)
+    except AllocatorOutOfMemory:
+        pass
+    else:
+        raise AssertionError("ran below the capacity min_capacity found")

@@ -75,6 +75,25 @@ def test_fake_run_equals_the_real_run_to_the_byte(name: str) -> None:
     assert (fake.trainable_params, fake.all_params) == (stats.trainable, stats.all)
 
 
+def test_steps_of_varying_length_need_more_than_the_longest_step_and_a_roomy_device_caches_more_still() -> None:
+    # A dataset without packing: each micro-batch as long as its longest sequence. A new longest batch finds only
+    # smaller cached blocks; a roomy device keeps them all, a full one gives back what it can.
+    setup = TrainSetup(QWEN2, finetuning_type="lora", lora_rank=4, cutoff_len=8192)  # logits over 10 MiB
+    lengths = [3000, 5000, 2000, 7000, 8192, 4000]
+    fixed = trace_step(setup, steps=2, need=True)
+    varying = trace_step(setup, lengths=lengths, need=True)
+    real = trace_step(setup, lengths=lengths, need=True, fake=False)
+    assert varying.lengths == lengths and fixed.lengths == [8192, 8192]
+    assert (real.peak_bytes, real.allocator_reserved, real.allocator_need) == (
+        varying.peak_bytes, varying.allocator_reserved, varying.allocator_need)
+    assert varying.peak_bytes == fixed.peak_bytes  # the longest step sets the allocated peak either way
+    assert fixed.allocator_in_use <= fixed.allocator_need <= fixed.allocator_reserved
+    assert varying.allocator_reserved > fixed.allocator_reserved
+    assert varying.allocator_allocated <= varying.allocator_need <= varying.allocator_reserved
+    with pytest.raises(ValueError, match="cutoff_len"):
+        trace_step(setup, lengths=[9000])
+
+
 def test_fused_adamw_peaks_in_the_second_backward_and_foreach_in_the_step() -> None:
     base = TrainSetup(QWEN2, finetuning_type="full", cutoff_len=48)
     foreach = trace_step(base)

@@ -11,13 +11,19 @@ The rules are those of the native backend with the default configuration (PyTorc
   rounded up to 2 MiB (``kRoundLarge``; ``get_allocation_size``);
 * the block is split when the rest is worth keeping: at least 512 B in the small pool, more than 1 MiB in the
   large pool (``should_split``); otherwise the caller gets the whole block and ``allocated_bytes`` counts all of it;
-* a freed block merges with free neighbours of its segment and stays cached: segments are never returned here
-  (the real allocator returns whole free segments only when a ``cudaMalloc`` fails, or on ``empty_cache``).
+* a freed block merges with free neighbours of its segment and stays cached;
+* segments go back to the device only when a ``cudaMalloc`` would fail (or on ``empty_cache``): with a ``capacity``
+  (the device memory PyTorch may use), a new segment that does not fit first makes the allocator give back every
+  wholly free segment (``release_cached_blocks``; with no ``max_split_size_mb``, ``release_available_cached_blocks``
+  gives back nothing), then it tries once more and raises :class:`AllocatorOutOfMemory` if it still does not fit.
+  Without a capacity (a device with room to spare) nothing is ever given back.
 
 ``allocated`` and ``reserved`` are ``torch.cuda.memory_allocated()`` and ``memory_reserved()``; their maxima are
 ``max_memory_allocated()`` and ``max_memory_reserved()`` on a device with room to spare. ``in_use_segments`` is the
 reserved memory an out-of-memory retry could not give back (segments holding at least one live block): its maximum
 is what the run needs to fit at all, up to the placement of the new segments after such a retry.
+:func:`min_capacity` finds that need exactly: it replays the recorded allocations and frees (``events``) on smaller
+and smaller capacities, give-backs included.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ def allocation_size(size: int) -> int:
     return -(-size // KROUND_LARGE) * KROUND_LARGE
 
 
+class AllocatorOutOfMemory(MemoryError):
+    """A request that does not fit in the capacity even after the cached segments were given back."""
+
+
 @dataclass
 class _Block:
     segment: int
@@ -70,6 +80,12 @@ class CachingAllocator:
     in_use_segments: int = 0
     max_in_use_segments: int = 0
     segments: int = 0
+    #: device memory the allocator may reserve (None: unlimited, nothing is ever given back)
+    capacity: int | None = None
+    #: how many times a full capacity made the allocator give its cached segments back
+    releases: int = 0
+    #: when a list: every request and free, in order, for :func:`replay` (``(nbytes, handle)``; a free is ``(-1, handle)``)
+    events: list[tuple[int, int]] | None = None
     _free: dict[bool, list[tuple[int, int, int, int]]] = field(default_factory=lambda: {True: [], False: []})
     _blocks: dict[int, _Block] = field(default_factory=dict)
     _segment_size: dict[int, int] = field(default_factory=dict)
@@ -109,6 +125,12 @@ class CachingAllocator:
             block = self._blocks[pool.pop(i)[3]]
         else:
             seg_size = allocation_size(size)
+            if self.capacity is not None and self.reserved + seg_size > self.capacity:
+                self._release_cached_blocks()
+                if self.reserved + seg_size > self.capacity:
+                    raise AllocatorOutOfMemory(
+                        f"{nbytes} B do not fit: {self.reserved} B reserved in segments holding live blocks, "
+                        f"capacity {self.capacity} B")
             self.segments += 1
             seg = self.segments
             self._segment_size[seg] = seg_size
@@ -132,11 +154,26 @@ class CachingAllocator:
             self.in_use_segments += self._segment_size[block.segment]
             self.max_in_use_segments = max(self.max_in_use_segments, self.in_use_segments)
         self._segment_live[block.segment] += 1
+        if self.events is not None:
+            self.events.append((nbytes, block.bid))
         return block.bid
+
+    def _release_cached_blocks(self) -> None:
+        """``release_cached_blocks``: give every segment without a live block back to the device."""
+        self.releases += 1
+        for seg in [s for s, live in self._segment_live.items() if live == 0]:
+            block = next(b for b in self._blocks.values() if b.segment == seg)
+            assert block.prev is None and block.next is None and block.size == self._segment_size[seg]
+            self._remove(block)
+            del self._blocks[block.bid]
+            self.reserved -= self._segment_size.pop(seg)
+            del self._segment_live[seg]
 
     def free(self, handle: int) -> None:
         if handle == 0:
             return
+        if self.events is not None:
+            self.events.append((-1, handle))
         block = self._blocks[handle]
         assert block.allocated, "double free"
         block.allocated = False
@@ -159,3 +196,37 @@ class CachingAllocator:
                         neighbour.next.prev = block
                 block.size += neighbour.size
         self._insert(block)
+
+
+def replay(events: list[tuple[int, int]], capacity: int | None = None) -> CachingAllocator:
+    """Run recorded ``events`` (:attr:`CachingAllocator.events`) on a fresh allocator with ``capacity``.
+
+    Raises :class:`AllocatorOutOfMemory` where the run would stop."""
+    a = CachingAllocator(capacity=capacity)
+    handles: dict[int, int] = {}
+    for nbytes, handle in events:
+        if nbytes < 0:
+            a.free(handles.pop(handle))
+        else:
+            handles[handle] = a.malloc(nbytes)
+    return a
+
+
+def min_capacity(events: list[tuple[int, int]], step: int = KROUND_LARGE) -> int:
+    """The smallest capacity, in multiples of ``step``, on which ``events`` run without running out of memory.
+
+    Bisection between the most allocated at once (no run needs less) and the most reserved on an unlimited device
+    (no run needs more). Fitting is close to monotonic in the capacity but not guaranteed to be: the value
+    returned is one that runs, with ``step`` less failing."""
+    roomy = replay(events)
+    lo = -(-roomy.max_allocated // step) - 1  # in steps: fails (or is below anything that could run)
+    hi = -(-roomy.max_reserved // step)  # in steps: runs (nothing is ever given back)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            replay(events, mid * step)
+        except AllocatorOutOfMemory:
+            lo = mid
+        else:
+            hi = mid
+    return hi * step

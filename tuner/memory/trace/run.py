@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ import torch
 
 from tuner.memory.setup import TrainSetup
 from tuner.memory.trace import qlora
-from tuner.memory.trace.allocator import CachingAllocator
+from tuner.memory.trace.allocator import CachingAllocator, min_capacity
 from tuner.memory.trace.live import LiveStorages
 
 SUPPORTED_OPTIM = ("adamw_torch", "adamw_torch_fused")
@@ -70,6 +70,9 @@ class TraceResult:
     allocator_allocated: int = 0  # max_memory_allocated (unsplit block remainders counted, as CUDA counts them)
     allocator_reserved: int = 0  # max_memory_reserved on a device with room to spare
     allocator_in_use: int = 0  # the most reserved memory an out-of-memory retry could not release
+    #: the smallest device capacity (outside the CUDA context) the run fits in, give-backs included (``need=True``)
+    allocator_need: int = 0
+    lengths: list[int] = field(default_factory=list)  # tokens per sequence of each step
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,7 +80,7 @@ class TraceResult:
             "model_bytes": self.model_bytes, "trainable_params": self.trainable_params, "all_params": self.all_params,
             "ops": self.ops, "seconds": round(self.seconds, 2), "fake": self.fake, "notes": list(self.notes),
             "allocator_allocated": self.allocator_allocated, "allocator_reserved": self.allocator_reserved,
-            "allocator_in_use": self.allocator_in_use,
+            "allocator_in_use": self.allocator_in_use, "allocator_need": self.allocator_need, "lengths": list(self.lengths),
         }  # fmt: skip
 
 
@@ -360,6 +363,8 @@ def trace_step(
     max_grad_norm: float = 1.0,
     snapshot: bool = False,
     deepspeed_module: bool = False,
+    lengths: Sequence[int] | None = None,
+    need: bool = False,
 ) -> TraceResult:
     """Run ``steps`` training steps of ``setup`` and count live memory (see the module docstring).
 
@@ -370,10 +375,17 @@ def trace_step(
     of the outputs (accelerate leaves mixed precision to DeepSpeed). Only the model's side is traced: ZeRO's fp32
     master copy, states and buckets are not, and torch AdamW stands in for its optimizer (``setup.zero_stage`` is
     ignored here).
+    ``lengths``: one step per entry, each micro-batch of sequences that many tokens long (at most ``cutoff_len``),
+    as a dataset of varying lengths feeds them; ``steps`` is then ignored. ``need`` also finds the smallest device
+    capacity the run fits in (:func:`tuner.memory.trace.allocator.min_capacity`): with varying lengths that is more
+    than one step of the longest batch needs, and much less than a roomy device's reserved memory.
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     t0 = time.time()
+    step_lengths = [setup.cutoff_len] * steps if lengths is None else [int(n) for n in lengths]
+    if not step_lengths or not all(0 < n <= setup.cutoff_len for n in step_lengths):
+        raise ValueError(f"step lengths must be between 1 and cutoff_len ({setup.cutoff_len}): {step_lengths}")
     padded = setup.batch_size > 1 if padded is None else padded
     if deepspeed_module:
         if setup.precision != "bf16" or setup.zero_stage == 3:
@@ -394,14 +406,14 @@ def trace_step(
     params = [p for p in model.parameters() if p.requires_grad]
     fused = setup.optim == "adamw_torch_fused"
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, foreach=not fused, fused=fused)
-    allocator = CachingAllocator()
+    allocator = CachingAllocator(events=[] if need else None)
     live = LiveStorages(snapshot=snapshot, allocator=allocator)
     live.label = "parameters"
     for p, handle in _load_order(model, upcast=setup.precision != "pure_bf16", allocator=allocator):
         live.track(p, handle)
     live.label = "buffers"
     live.track_all(model.buffers())
-    inputs = make_batch(setup, setup.arch.vocab_size, padded, fake_mode)
+    inputs = make_batch(setup.with_(cutoff_len=step_lengths[0]), setup.arch.vocab_size, padded, fake_mode)
     live.label = "batch"
     live.track_all(inputs.values())
     model_bytes = live.current
@@ -413,7 +425,10 @@ def trace_step(
             modes.enter_context(_fake_step_values())
             modes.enter_context(fake_mode)
         modes.enter_context(live)
-        for i in range(1, steps + 1):
+        for i, length in enumerate(step_lengths, start=1):
+            if inputs["input_ids"].shape[1] != length:  # the collator's next batch; the previous one is freed
+                inputs = make_batch(setup.with_(cutoff_len=length), setup.arch.vocab_size, padded, fake_mode)
+                live.track_all(inputs.values())
             live.set_phase(f"forward {i}")
             loss = _forward(model, inputs, autocast)
             live.set_phase(f"backward {i}")
@@ -430,4 +445,5 @@ def trace_step(
         trainable_params=trainable_params, all_params=all_params, ops=live.ops, seconds=time.time() - t0, fake=fake,
         notes=notes, at_peak=dict(live.at_peak), allocator_allocated=allocator.max_allocated,
         allocator_reserved=allocator.max_reserved, allocator_in_use=allocator.max_in_use_segments,
+        allocator_need=min_capacity(allocator.events) if allocator.events is not None else 0, lengths=step_lengths,
     )  # fmt: skip
