@@ -11,7 +11,8 @@ device memory on a GPU with room to spare: reserved + CUDA context), using
 estimator cannot express, the record names it and, when it is a fixed number of bytes, adds it
 (``adjust_bytes``); what is left unmodelled is listed under ``caveat``.
 
-Sources (files at the commits named, read from the public repositories):
+Sources (files at the commits named, read from the public repositories). Two of them name their metric in their
+code (ms-swift, fms-acceleration); the others are read as stated below:
 
 * ``QwenLM/Qwen`` ``README.md`` "Profiling of Memory and Speed" (commit 2df8e8a): Qwen-7B on one A100-SXM4-80G,
   CUDA 11.8, PyTorch 2.0, FlashAttention-2, batch 1, inputs of 256-8192 tokens, the repository's ``finetune.py``
@@ -53,6 +54,30 @@ Sources (files at the commits named, read from the public repositories):
   "GB": compared as ``reserved`` in GiB. The script is not published: these rows do not meet "a known
   configuration" and are reported apart from the others.
 
+* ``modelscope/ms-swift`` ``docs/source/LLM/Benchmark.md`` at cfcb672 (2023-12-14, the first round, in MiB):
+  ``swift sft`` on one A100 80G (torch 2.1.1, flash-attn 2.3.4), Qwen-1.8B-Chat and Qwen-7B-Chat, LoRA (r8, alpha
+  32, dropout 0.05 on Qwen's fused ``c_attn``, converted as q, k and v; swift's tuner wraps PEFT 0.7, whose adapters
+  take the base layer's bf16) and full fine-tuning (bf16 weights, gradients and torch AdamW states, no fp32 master
+  copy, under autocast: converted as pure_bf16 with the loss in fp32), flash attention, checkpointing (swift
+  patches ``torch.utils.checkpoint`` to ``use_reentrant=False``), batch 1 unless stated, 1000 samples of cls-fudan-news-zh cut from the left
+  to ``max_length`` (``truncation_left``). The metric is in the code: ``torch.cuda.max_memory_reserved() / 1024**2``
+  after training (``scripts/benchmark/test_memory_time``). The dataset's samples average 3234 tokens, so up to 2048
+  most steps are exactly ``max_length`` long; at 4096 and 8192 the lengths vary from step to step and the reserved
+  high-water mark holds cached segments of earlier shapes (``benchmarks/variable_length.py``): those rows are
+  reported apart. The later round (97e4d19, the GiB tables of the current docs) dropped ``truncation_left``: every
+  length varies there, and it is not used.
+* ``foundation-model-stack/fms-acceleration`` ``scripts/benchmarks/refs/a100_80gb.csv`` at 24bdadb (versions in
+  ``refs/requirements.txt``: torch 2.4.1, transformers 4.48.1, peft 0.13.2, trl 0.13.0, bitsandbytes 0.43.3):
+  Mistral-7B-v0.1 (vocabulary resized to 32001) on one A100-80GB, rows packed to exactly 4096 tokens, batch 4 and 8,
+  flash attention 2, reentrant checkpointing, torch AdamW. Full fine-tuning and LoRA (r16 on q, k, v, o, dropout
+  0.1) run bf16 weights without autocast (no bf16 flag; PEFT keeps the adapters fp32): pure_bf16. QLoRA (NF4, double
+  quantization, bf16 autocast) in two set-ups: the ``accelerated-peft-bnb`` plugin upcasts nothing, the
+  ``baseline-peft-bnb`` path (PEFT's ``prepare_model_for_kbit_training``, then TRL's ``peft_module_casting_to_bf16``)
+  keeps the norms fp32: ``upcast_layernorm``. The metrics are in the code: the Trainer's memory metrics, which come
+  to ``torch.cuda.max_memory_allocated()`` over ``train()``, in bytes, and nvidia-smi's ``memory.used`` polled once a
+  second (MiB, its first reading subtracted), both compared. Rows with kernel plugins (foak, liger, padding-free,
+  multipack, scattermoe, auto-gptq) are not used.
+
 Where a source does not name its metric or unit, the record's primary reading is stated and the error is also
 given over every reading the source allows (allocated, reserved or nvidia-smi; GB as 10^9 B or as GiB): the
 figure's spread, which is wider than the 5% the estimator aims at. A run on a card of known size (``hardware``)
@@ -78,6 +103,8 @@ GB = 10**9
 
 QWEN_README = "QwenLM/Qwen README.md (2df8e8a) 'Profiling of Memory and Speed'"
 UNSLOTH_README = "unslothai/unsloth README.md (6a4af87) 'Llama 3.1 (8B) max. context length', Hugging Face + FA2 column"
+SWIFT_BENCHMARK = "modelscope/ms-swift docs/source/LLM/Benchmark.md (cfcb672, 2023-12-14)"
+FMS_BENCHMARK = "foundation-model-stack/fms-acceleration scripts/benchmarks/refs/a100_80gb.csv (24bdadb)"
 UNSLOTH_70B = "unslothai/unsloth README.md (6a4af87) 'Llama 3.3 (70B) max. context length', Hugging Face + FA2 column"
 
 
@@ -99,6 +126,11 @@ class Record:
     #: "adapters" (LLaMA-Factory v0.6 + PEFT 0.7-0.11 under pure_bf16) or "modules_to_save" (Qwen's finetune.py)
     bf16_trainable: str = ""
     figure: tuple[float, str] | None = None  # the published number and its unit ("GB"), for the readings
+    #: the metric is read from the code that printed the figure (no reading to choose); the issue's "known metric"
+    metric_known: bool = False
+    #: sequence lengths varied from step to step: a reserved or nvidia-smi figure then holds cached segments of
+    #: earlier shapes, which one step at cutoff_len does not (benchmarks/variable_length.py); reported apart
+    varying_lengths: bool = False
 
 
 #: Readings of a figure published as "GB" with no named tool: every metric the estimator predicts, GB as 10^9 B or
@@ -115,6 +147,26 @@ def _qwen1_7b() -> Any:
         model_type="qwen2", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
         intermediate_size=11008, vocab_size=151936, attention_bias=True, max_position_embeddings=8192,
     )  # fmt: skip
+
+
+def _qwen1_1_8b() -> Any:
+    """Qwen-1_8B (the first Qwen): the Qwen-7B layout at hidden 2048, 24 layers, 16 heads; config.json
+    intermediate_size 11008 (w1 and w2 are 5504 each), vocab 151936."""
+    from tuner.models.arch import Architecture
+
+    return Architecture(
+        model_type="qwen2", hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16,
+        intermediate_size=5504, vocab_size=151936, attention_bias=True, max_position_embeddings=8192,
+    )  # fmt: skip
+
+
+def _mistral_7b_32001() -> Any:
+    """mistralai/Mistral-7B-v0.1 config.json (hidden 4096, 32 layers, 32 heads, 8 KV heads, SiLU MLP 14336,
+    untied) with the vocabulary fms-hf-tuning resizes to 32001 when it adds a pad token."""
+    from tuner.models.arch import Architecture
+
+    return Architecture(model_type="mistral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                        num_key_value_heads=8, intermediate_size=14336, vocab_size=32001, max_position_embeddings=32768)  # fmt: skip
 
 
 def _llama2(size: str) -> Any:
@@ -137,7 +189,7 @@ def _gemma_2b() -> Any:
     )  # fmt: skip
 
 
-ARCHS = {"qwen-7b": _qwen1_7b, "llama-2-7b": lambda: _llama2("7b"), "llama-2-13b": lambda: _llama2("13b"), "gemma-2b": _gemma_2b}
+ARCHS = {"qwen-7b": _qwen1_7b, "qwen-1.8b": _qwen1_1_8b, "mistral-7b-32001": _mistral_7b_32001, "llama-2-7b": lambda: _llama2("7b"), "llama-2-13b": lambda: _llama2("13b"), "gemma-2b": _gemma_2b}
 
 LF_PAPER = "LlamaFactory paper (arXiv:2403.13372v4) Table 4, section 5.1"
 #: Table 4, memory (GB): model -> method -> figure. Full-tuning Llama2-13B ran out of memory (no figure).
@@ -182,6 +234,58 @@ UNSLOTH_CAVEAT = ("the longest context that fits: the peak is at most the memory
                   "assumed (TRL SFTTrainer)")
 
 
+#: ms-swift's first benchmark round (cfcb672), GPU memory in MiB (max_memory_reserved / 1024**2 after training):
+#: LoRA and full fine-tuning at each max_length; Qwen-7B-Chat LoRA by batch size, checkpointing, rank and targets.
+SWIFT_LENGTHS = (512, 1024, 2048, 4096, 8192)
+SWIFT_MIB = {
+    ("qwen-1.8b", "lora"): (4610, 5576, 7624, 17324, 36620),
+    ("qwen-7b", "lora"): (15926, 17096, 19362, 29264, 48560),
+    ("qwen-1.8b", "full"): (18010, 18072, 20286, 26436, 37530),
+    ("qwen-7b", "full"): (75213, 75627, 76520, 78986, None),  # 8192: out of memory
+}
+#: at max_length 2048: Qwen-7B-Chat LoRA, one setting changed -> MiB
+SWIFT_7B_VARIANTS = {
+    "batch 2": ({"batch_size": 2}, 24842),
+    "batch 4": ({"batch_size": 4}, 34842),
+    "batch 8": ({"batch_size": 8}, 54844),
+    "no checkpointing": ({"gradient_checkpointing": False}, 30316),
+    "rank 2": ({"lora_rank": 2}, 19300),
+    "rank 64": ({"lora_rank": 64}, 20728),
+    "rank 8 all linear": ({"lora_target": ("all",)}, 19670),
+}
+#: swift sft defaults of that round (swift/llm/utils/argument.py): bf16 weights, LoRA r8 (alpha 32, dropout 0.05) on
+#: Qwen's c_attn (q, k and v in the Qwen2 layout), flash attention, checkpointing, batch 1, torch AdamW (transformers
+#: 4.35-4.36: adamw_torch), the model's own loss (Qwen's code: cross-entropy of the shifted logits, fp32 under
+#: autocast). Full fine-tuning keeps weights, gradients and AdamW states bf16 (no fp32 master copy) under autocast:
+#: converted as pure_bf16 with the loss in fp32.
+SWIFT_LORA = {"lora_rank": 8, "lora_dropout": 0.05, "lora_target": ("q_proj", "k_proj", "v_proj"), "attention": "fa2",
+              "optim": "adamw_torch", "batch_size": 1, "gradient_accumulation_steps": 16, "loss_shift": "model",
+              "loss_upcast": False}
+SWIFT_FULL = {"finetuning_type": "full", "precision": "pure_bf16", "attention": "fa2", "optim": "adamw_torch",
+              "batch_size": 1, "gradient_accumulation_steps": 16, "loss_shift": "labels", "loss_upcast": True}
+SWIFT_CAVEAT = ("cls-fudan-news-zh, 1000 samples cut to max_length from the left (truncation_left): steps shorter "
+                "than max_length where a sample is (about a third at 2048); swift's LoRA on the fused c_attn")
+#: fms-acceleration's reference runs (refs/requirements.txt: torch 2.4.1, transformers 4.48.1, peft 0.13.2, trl 0.13.0,
+#: bitsandbytes 0.43.3, flash-attn 2.7.3): Mistral-7B-v0.1 on one A100-80GB, alpaca-cleaned packed by TRL's
+#: ConstantLengthDataset into rows of exactly 4096 tokens (labels = input ids), flash attention 2, reentrant
+#: checkpointing, torch AdamW (transformers 4.48's default optim), max_grad_norm 1. Columns: the Trainer's memory
+#: metrics (torch.cuda.max_memory_allocated over train(), bytes) and nvidia-smi memory.used polled each second
+#: (MiB, its first reading subtracted: the process's CUDA context included).
+FMS_BASE = {"cutoff_len": 4096, "attention": "fa2", "optim": "adamw_torch", "loss_shift": "logits"}
+FMS_LORA = {"finetuning_type": "lora", "lora_rank": 16, "lora_dropout": 0.1,
+            "lora_target": ("q_proj", "k_proj", "v_proj", "o_proj")}
+FMS_ROWS = {
+    # no bf16 flag: bf16 weights without autocast; PEFT 0.13 keeps the adapters fp32 (autocast_adapter_dtype)
+    "full": ({"finetuning_type": "full", "precision": "pure_bf16"}, {4: (72434837504, 77256), 8: (72435230720, 72988)}),
+    "lora": (dict(FMS_LORA, precision="pure_bf16"), {4: (26704571904, 29576), 8: (38742912512, 43232)}),
+    # accelerated-peft-bnb: the plugin's own k-bit preparation upcasts nothing; bf16 autocast
+    "qlora": (dict(FMS_LORA, quantization_bit=4), {4: (16373838336, 19912), 8: (28412178944, 34016)}),
+    # baseline-peft-bnb: PEFT's prepare_model_for_kbit_training then TRL's peft_module_casting_to_bf16: norms fp32
+    "qlora fp32 norms": (dict(FMS_LORA, quantization_bit=4, upcast_layernorm=True),
+                         {4: (20669338112, 26056), 8: (37002646016, 46050)}),
+}
+
+
 def records() -> list[Record]:
     from tuner.memory.setup import ZeroConfig
 
@@ -206,6 +310,29 @@ def records() -> list[Record]:
                               dict(LF_PAPER_SETUP, **LF_PAPER_METHOD[method]), gb * GIB, caveat=caveat,
                               tags=("lf-paper", method), hardware="a100-40g", bf16_trainable="adapters" if method == "lora" else "",
                               figure=(gb, "GB")))  # fmt: skip
+    for (model, method), mibs in SWIFT_MIB.items():
+        for length, mib in zip(SWIFT_LENGTHS, mibs, strict=True):
+            if mib is None:
+                continue
+            setup = dict(SWIFT_LORA if method == "lora" else SWIFT_FULL, cutoff_len=length)
+            out.append(Record(f"{model} {method} {length} (ms-swift)", SWIFT_BENCHMARK, "reserved", model, setup, mib * 2**20,
+                              caveat=SWIFT_CAVEAT, tags=("swift", method), hardware="a100-80g", metric_known=True,
+                              bf16_trainable="adapters" if method == "lora" else "", varying_lengths=length > 2048))  # fmt: skip
+    for variant, (change, mib) in SWIFT_7B_VARIANTS.items():
+        caveat = SWIFT_CAVEAT + ("; Qwen-7B's own layer code (converted to the Qwen2 layout) sets what a layer saves"
+                                 if "checkpointing" in variant else "")
+        out.append(Record(f"qwen-7b lora 2048 {variant} (ms-swift)", SWIFT_BENCHMARK, "reserved", "qwen-7b",
+                          dict(SWIFT_LORA, cutoff_len=2048, **change), mib * 2**20, caveat=caveat, tags=("swift", "lora"),
+                          hardware="a100-80g", metric_known=True, bf16_trainable="adapters"))  # fmt: skip
+    for method, (setup, by_batch) in FMS_ROWS.items():
+        for batch, (allocated, smi_mib) in by_batch.items():
+            tags = ("fms", method.split()[0])
+            full = dict(FMS_BASE, batch_size=batch, **setup)
+            out.append(Record(f"mistral-7b {method} {batch} x 4096 (fms-acceleration)", FMS_BENCHMARK, "allocated",
+                              "mistral-7b-32001", full, float(allocated), tags=tags, hardware="a100-80g", metric_known=True))  # fmt: skip
+            out.append(Record(f"mistral-7b {method} {batch} x 4096 (fms-acceleration, nvidia-smi)", FMS_BENCHMARK, "nvidia-smi",
+                              "mistral-7b-32001", full, smi_mib * 2**20, tags=(*tags, "fms-nvidia-smi"), hardware="a100-80g",
+                              metric_known=True, caveat="polled once a second"))  # fmt: skip
     for gb, tokens in UNSLOTH_8B.items():
         out.append(Record(f"llama-3.1-8b QLoRA {tokens} fits {gb} GB", UNSLOTH_README, "reserved", "llama-3.1-8b",
                           dict(UNSLOTH_QLORA, cutoff_len=tokens), gb * GIB, caveat=UNSLOTH_CAVEAT, tags=("unsloth", "qlora"),
@@ -272,6 +399,7 @@ def run() -> list[dict[str, Any]]:
             "predicted_gib": predicted / GIB, "error_pct": 100 * (predicted - rec.measured_bytes) / rec.measured_bytes,
             "error_range_pct": None if spread is None else list(spread), "published_setup": rec.published_setup,
             "adjust": rec.adjust_note, "caveat": rec.caveat, "tags": list(rec.tags),
+            "metric_known": rec.metric_known, "varying_lengths": rec.varying_lengths,
         })  # fmt: skip
     return rows
 
@@ -292,14 +420,27 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
     errs = [abs(r["error_pct"]) for r in rows]
     lines.append(f"{len(errs)} records: median |error| {statistics.median(errs):.1f}%, worst {max(errs):.1f}%")
-    known = [r for r in rows if r["published_setup"]]
-    if known and len(known) < len(rows):
-        lines.append("  " + summary("published configuration (script or settings in the source)", known))
-        lines.append("  " + summary("script unpublished, figures from a fit", [r for r in rows if not r["published_setup"]]))
-    for tag in ("lora", "qlora", "full", "freeze", "galore"):
-        sub = [r for r in rows if tag in r["tags"]]
+    compared = [r for r in rows if r["published_setup"] and not r["varying_lengths"]]
+    groups = [
+        ("published configuration, one length per run (the comparison)", compared),
+        ("  of which the metric is read from the code that printed it", [r for r in compared if r["metric_known"]]),
+        ("  of which the metric is a stated reading (the source names no tool)", [r for r in compared if not r["metric_known"]]),
+        ("lengths varying from step to step (reserved holds cached segments of earlier shapes)",
+         [r for r in rows if r["varying_lengths"]]),
+        ("script unpublished, figures from a fit", [r for r in rows if not r["published_setup"]]),
+    ]
+    for label, sub in groups:
         if sub:
-            lines.append("  " + summary(tag, sub))
+            lines.append("  " + summary(label, sub))
+    for tag in ("lora", "qlora", "full", "freeze", "galore"):
+        sub = [r for r in compared if tag in r["tags"]]
+        if sub:
+            lines.append("  " + summary(f"comparison, {tag}", sub))
+    for tag, label in (("qwen", "Qwen README"), ("lf-paper", "LlamaFactory paper"), ("swift", "ms-swift"),
+                       ("fms", "fms-acceleration")):
+        sub = [r for r in compared if tag in r["tags"]]
+        if sub:
+            lines.append("  " + summary(f"comparison, {label}", sub))
     return "\n".join(lines) + "\n"
 
 

@@ -28,8 +28,10 @@ def test_records_are_sourced_and_compared_metric_for_metric() -> None:
     assert len(rows) == len(recs)
     text = bench.markdown(rows)
     assert f"{len(recs)} records: median |error|" in text
-    # a sanity band: no conversion may be off by more than a third
-    assert all(abs(r["error_pct"]) < 35 for r in rows)
+    # a sanity band: no conversion of a run at one length may be off by more than a third (a run whose lengths vary
+    # reserves cached segments of earlier shapes on top: reported apart)
+    assert all(abs(r["error_pct"]) < 35 for r in rows if not r["varying_lengths"])
+    assert all(r["error_pct"] < 0 for r in rows if r["varying_lengths"] and "lora" in r["tags"])
     # LLaMA-Factory's own measurements are there, and every reading's spread contains the primary reading
     assert sum("lf-paper" in r["tags"] for r in rows) == 14
     for r in rows:
@@ -52,3 +54,19 @@ def test_bf16_adapters_of_older_peft_halve_the_adapter_bytes_at_the_peak() -> No
     saved = bench.predict(type(emb)(**{**emb.__dict__, "bf16_trainable": ""})) - bench.predict(emb)
     copies = 2 * 151936 * 4096
     assert 8 * copies <= saved <= 12 * copies  # 2+2+4 B, plus the foreach temporaries' 2 B at the step
+
+
+def test_runs_whose_code_names_the_metric_are_matched_where_the_stack_is_the_estimators() -> None:
+    """fms-acceleration prints torch.cuda.max_memory_allocated over train() for Mistral-7B at exactly 4096-token
+    rows (HF Trainer, PEFT, bitsandbytes): full fine-tuning, LoRA and QLoRA are each within 2%. The LoRA rows found
+    the forward's loss peak that pure bf16 with transformers 4.46-4.48 has (it was 4-6% under before)."""
+    bench = _module()
+    rows = {r["name"]: r for r in bench.run() if "fms" in r["tags"] and r["metric"] == "allocated"}
+    for method in ("full", "lora", "qlora"):
+        for batch in (4, 8):
+            row = rows[f"mistral-7b {method} {batch} x 4096 (fms-acceleration)"]
+            assert row["metric_known"] and abs(row["error_pct"]) < 2.0, row
+    # ms-swift's first round reads max_memory_reserved: Qwen-7B-Chat LoRA by batch size within 1%
+    swift = {r["name"]: r for r in bench.run() if "swift" in r["tags"]}
+    for batch in (2, 4, 8):
+        assert abs(swift[f"qwen-7b lora 2048 batch {batch} (ms-swift)"]["error_pct"]) < 1.0
