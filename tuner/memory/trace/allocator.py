@@ -161,13 +161,17 @@ class CachingAllocator:
     def _release_cached_blocks(self) -> None:
         """``release_cached_blocks``: give every segment without a live block back to the device."""
         self.releases += 1
-        for seg in [s for s, live in self._segment_live.items() if live == 0]:
-            block = next(b for b in self._blocks.values() if b.segment == seg)
-            assert block.prev is None and block.next is None and block.size == self._segment_size[seg]
-            self._remove(block)
-            del self._blocks[block.bid]
-            self.reserved -= self._segment_size.pop(seg)
-            del self._segment_live[seg]
+        for small, pool in self._free.items():
+            keep = []
+            for key in pool:  # a wholly free segment is one free block, the size of its segment (blocks merge)
+                size, seg, offset, bid = key
+                if offset == 0 and self._segment_live[seg] == 0 and size == self._segment_size[seg]:
+                    del self._blocks[bid]
+                    self.reserved -= self._segment_size.pop(seg)
+                    del self._segment_live[seg]
+                else:
+                    keep.append(key)
+            self._free[small] = keep  # still sorted
 
     def free(self, handle: int) -> None:
         if handle == 0:
