@@ -215,3 +215,27 @@ def test_the_target_transformers_release_decides_the_loss_copy_and_is_named(tmp_
     assert table.exit_code == 0 and "estimated for LLaMA-Factory 0.9.5, transformers 4.49.0" in table.stdout
     bad = run(tmp_path, text, "--model", "qwen2.5-7b", "--target-llamafactory", "0.1")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize(("edit", "varying"), [
+    ({}, True),
+    ({"stage": "pt"}, False),  # LLaMA-Factory packs pre-training data unless told not to
+    ({"stage": "pt", "packing": "false"}, True),
+    ({"packing": "true"}, False),
+    ({"neat_packing": "true"}, False),
+])  # fmt: skip
+def test_varying_lengths_follow_packing_and_the_note_says_what_they_do(tmp_path: Path, edit: dict[str, str], varying: bool) -> None:
+    """Without packing each batch is as long as its longest row: the estimate stays the step of cutoff_len-token rows
+    and a note gives what replays of the caching allocator measured for varying lengths."""
+    text = LORA.replace("stage: sft", f"stage: {edit.get('stage', 'sft')}")
+    text += "".join(f"{k}: {v}\n" for k, v in edit.items() if k != "stage")
+    result = run(tmp_path, text, "--model", "qwen2.5-7b", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["setup"]["varying_lengths"] is varying
+    notes = [n for n in data["notes"] if n.startswith("batches vary in length")]
+    assert len(notes) == (1 if varying else 0)
+    if varying:
+        assert "benchmarks/variable_length.py" in notes[0] and "one step of 2048-token rows" in notes[0]
+        packed = json.loads(run(tmp_path, text + "packing: true\n", "--model", "qwen2.5-7b", "--json").stdout)
+        assert packed["peak_bytes"] == data["peak_bytes"]  # a note, not a figure

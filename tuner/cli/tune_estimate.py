@@ -198,6 +198,7 @@ def _setup_summary(s: Any) -> dict[str, Any]:
         "stage": s.stage,
         "per_device_train_batch_size": s.batch_size,
         "cutoff_len": s.cutoff_len,
+        "varying_lengths": s.varying_lengths,
         "gradient_accumulation_steps": s.gradient_accumulation_steps,
         "precision": s.precision,
         "quantization_bit": s.quantization_bit,

@@ -37,6 +37,13 @@ SLACK_CACHED = (0.0, 0.019, 0.148)
 #: With ``expandable_segments`` the allocator maps pages into one growing segment per pool: no segment rounding and
 #: little fragmentation. Not replayed; an estimate.
 SLACK_EXPANDABLE = 0.02
+#: Steps of varying length (no packing: each micro-batch padded to its longest row) against one step of cutoff_len,
+#: in replays of the caching allocator with its give-backs (``tuner.memory.trace.allocator.min_capacity``) on the
+#: traced steps of three setups x five shuffles of long-tailed lengths (``benchmarks/variable_length.py``): the range
+#: of what such a run needs over the fixed-length step's need, and the most a roomy GPU reserved over the
+#: fixed-length step's reserved. A note only: the estimate stays the step of the longest batch.
+VARYING_NEED_EXTRA = (-0.183, 0.106)  # less where no batch of the run reached cutoff_len; median +0.5% to +1.3%
+VARYING_RESERVED_EXTRA_MAX = 1.07
 
 #: cuBLAS workspace (allocated through PyTorch's allocator on first GEMM; several streams share it).
 CUBLAS_WORKSPACE_BYTES = 32 * MIB

@@ -659,6 +659,14 @@ def estimate(setup: TrainSetup, hardware: Any = None, gpus: int | None = None, c
         notes.append("PPO's reward and value models and generation are not modeled: the estimate covers the policy's training step")
     if arch.vision_params:
         notes.append("vision-tower activations (image tokens) are not modeled; weights are")
+    if s.varying_lengths and s.stage != "ppo":
+        need_lo, need_hi = C.VARYING_NEED_EXTRA
+        notes.append(f"batches vary in length (no packing): the figures are one step of {s.cutoff_len}-token rows. PyTorch's "
+                     f"caching allocator keeps the blocks of earlier, shorter steps; in replays of it on the traced steps "
+                     f"(benchmarks/variable_length.py) a run needed from {-need_lo:.0%} less (no batch as long as "
+                     f"cutoff_len) to {need_hi:.0%} more than that step, and a GPU with room to spare reserved up to "
+                     f"{C.VARYING_RESERVED_EXTRA_MAX:.0%} more (nvidia-smi shows it; it is given back before an "
+                     "out-of-memory error)")
     if s.pissa_init:
         notes.append("PiSSA: the SVD at initialisation runs before training and is not the training peak; training is as LoRA")
     if s.stage in ("dpo", "kto") and s.finetuning_type in ("full", "freeze") and not s.use_ref_model:

@@ -68,6 +68,10 @@ def setup_from_context(ctx: Context) -> TrainSetup:
     # as the resolved configuration says; the estimator sizes the fused second-step peak as well as foreach's step.
     optim = "adam_mini" if resolved.custom_optimizer == "adam_mini" else parse_optim(resolved.optim)
     gpus = ctx.gpus
+    # LLaMA-Factory packs pre-training data unless told not to (v0.9.5 hparams/parser.py: packing defaults to
+    # stage == "pt"; data_args.py: neat_packing implies packing); anything else pads each batch to its longest row
+    packing = ctx.get("packing")
+    packed = bool(ctx.flag("neat_packing")) or (bool(packing) if packing is not None else stage_name == "pt")
     return TrainSetup(
         arch=arch,
         finetuning_type=ft,
@@ -90,6 +94,7 @@ def setup_from_context(ctx: Context) -> TrainSetup:
         batch_size=_int(ctx, "per_device_train_batch_size", 8),
         cutoff_len=_int(ctx, "cutoff_len", 2048),
         gradient_accumulation_steps=_int(ctx, "gradient_accumulation_steps", 1),
+        varying_lengths=not packed,
         gradient_checkpointing=gc,
         unsloth_gc=ctx.flag("use_unsloth_gc"),
         loss_shift=resolved.loss_shift,

@@ -137,6 +137,9 @@ class TrainSetup:
     batch_size: int = 1
     cutoff_len: int = 2048
     gradient_accumulation_steps: int = 1
+    # each micro-batch padded to its longest sequence (no packing): step lengths vary. Changes no figure (the estimate
+    # is one step of cutoff_len tokens); it adds the note on what varying lengths do to the caching allocator.
+    varying_lengths: bool = False
     # compute
     gradient_checkpointing: bool = True
     unsloth_gc: bool = False
