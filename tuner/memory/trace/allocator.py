@@ -21,9 +21,9 @@ The rules are those of the native backend with the default configuration (PyTorc
 ``allocated`` and ``reserved`` are ``torch.cuda.memory_allocated()`` and ``memory_reserved()``; their maxima are
 ``max_memory_allocated()`` and ``max_memory_reserved()`` on a device with room to spare. ``in_use_segments`` is the
 reserved memory an out-of-memory retry could not give back (segments holding at least one live block): its maximum
-is what the run needs to fit at all, up to the placement of the new segments after such a retry.
-:func:`min_capacity` finds that need exactly: it replays the recorded allocations and frees (``events``) on smaller
-and smaller capacities, give-backs included.
+is close to what the run needs, but the blocks placed after a give-back can fragment differently and need more.
+:func:`min_capacity` finds the need under these rules: it replays the recorded allocations and frees (``events``)
+on smaller and smaller capacities, give-backs included.
 """
 
 from __future__ import annotations

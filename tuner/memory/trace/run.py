@@ -377,8 +377,8 @@ def trace_step(
     ignored here).
     ``lengths``: one step per entry, each micro-batch of sequences that many tokens long (at most ``cutoff_len``),
     as a dataset of varying lengths feeds them; ``steps`` is then ignored. ``need`` also finds the smallest device
-    capacity the run fits in (:func:`tuner.memory.trace.allocator.min_capacity`): with varying lengths that is more
-    than one step of the longest batch needs, and much less than a roomy device's reserved memory.
+    capacity the run fits in (:func:`tuner.memory.trace.allocator.min_capacity`): with varying lengths it can exceed
+    what one step of the longest batch needs, and it stays well under a roomy device's reserved memory.
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
