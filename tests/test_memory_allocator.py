@@ -6,6 +6,9 @@ Each case is one rule of ``c10/cuda/CUDACachingAllocator.cpp`` (default configur
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tuner.memory.trace.allocator import (
     AllocatorOutOfMemory,
     CachingAllocator,
@@ -135,3 +138,38 @@ def test_min_capacity_is_what_the_run_needs_not_what_a_roomy_device_caches() -> 
         pass
     else:
         raise AssertionError("ran below the capacity min_capacity found")
+
+
+_SIZES = st.one_of(
+    st.integers(1, 1 << 20),  # small pool
+    st.integers((1 << 20) + 1, 10 << 20),  # 20 MiB segments, shared
+    st.integers(10 << 20, 64 << 20),  # a segment each
+)
+
+
+@st.composite
+def _runs(draw: st.DrawFn) -> list[tuple[int, int]]:
+    """Random request and free sequences (every free of a live block), recorded as events."""
+    a = CachingAllocator(events=[])
+    live: list[int] = []
+    for _ in range(draw(st.integers(1, 60))):
+        if live and draw(st.booleans()):
+            a.free(live.pop(draw(st.integers(0, len(live) - 1))))
+        else:
+            live.append(a.malloc(draw(_SIZES)))
+    assert a.events is not None
+    return a.events
+
+
+@settings(max_examples=150, deadline=None)
+@given(_runs())
+def test_min_capacity_runs_and_lies_between_allocated_and_roomy_reserved(events: list[tuple[int, int]]) -> None:
+    roomy = replay(events)
+    need = min_capacity(events)
+    assert roomy.max_allocated <= need <= -(-roomy.max_reserved // (2 * MIB)) * 2 * MIB
+    tight = replay(events, need)  # runs, never holding more than the capacity
+    assert tight.max_reserved <= need
+    # where blocks land differs, so only which remainders are handed out whole (counted as allocated) can change
+    assert abs(tight.max_allocated - roomy.max_allocated) <= len(events) * MIB
+    if tight.releases == 0:
+        assert tight.max_reserved == roomy.max_reserved  # nothing given back: the roomy run

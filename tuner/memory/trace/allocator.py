@@ -219,11 +219,14 @@ def replay(events: list[tuple[int, int]], capacity: int | None = None) -> Cachin
 def min_capacity(events: list[tuple[int, int]], step: int = KROUND_LARGE) -> int:
     """The smallest capacity, in multiples of ``step``, on which ``events`` run without running out of memory.
 
-    Bisection between the most allocated at once (no run needs less) and the most reserved on an unlimited device
-    (no run needs more). Fitting is close to monotonic in the capacity but not guaranteed to be: the value
-    returned is one that runs, with ``step`` less failing."""
+    Bisection between nothing and the most reserved on an unlimited device (no run needs more). Fitting is close to
+    monotonic in the capacity but not guaranteed to be: the value returned is one that runs, with ``step`` less
+    failing. (The roomy run's allocated peak is not a safe lower bound: after a give-back, blocks land elsewhere and
+    fewer unsplit remainders may be handed out whole.)"""
     roomy = replay(events)
-    lo = -(-roomy.max_allocated // step) - 1  # in steps: fails (or is below anything that could run)
+    if roomy.max_reserved == 0:
+        return 0
+    lo = 0  # in steps: nothing fits in no memory
     hi = -(-roomy.max_reserved // step)  # in steps: runs (nothing is ever given back)
     while hi - lo > 1:
         mid = (lo + hi) // 2
