@@ -245,19 +245,19 @@ SWIFT_MIB = {
 }
 #: at max_length 2048: Qwen-7B-Chat LoRA, one setting changed -> MiB
 SWIFT_7B_VARIANTS = {
-    "batch 2": ({"batch_size": 2}, 24842),
-    "batch 4": ({"batch_size": 4}, 34842),
-    "batch 8": ({"batch_size": 8}, 54844),
+    "batch 2": ({"batch_size": 2, "gradient_accumulation_steps": 8}, 24842),
+    "batch 4": ({"batch_size": 4, "gradient_accumulation_steps": 4}, 34842),
+    "batch 8": ({"batch_size": 8, "gradient_accumulation_steps": 2}, 54844),
     "no checkpointing": ({"gradient_checkpointing": False}, 30316),
     "rank 2": ({"lora_rank": 2}, 19300),
     "rank 64": ({"lora_rank": 64}, 20728),
     "rank 8 all linear": ({"lora_target": ("all",)}, 19670),
 }
 #: swift sft defaults of that round (swift/llm/utils/argument.py): bf16 weights, LoRA r8 (alpha 32, dropout 0.05) on
-#: Qwen's c_attn (q, k and v in the Qwen2 layout), flash attention, checkpointing, batch 1, torch AdamW (transformers
-#: 4.35-4.36: adamw_torch), the model's own loss (Qwen's code: cross-entropy of the shifted logits, fp32 under
-#: autocast). Full fine-tuning keeps weights, gradients and AdamW states bf16 (no fp32 master copy) under autocast:
-#: converted as pure_bf16 with the loss in fp32.
+#: Qwen's c_attn (q, k and v in the Qwen2 layout), flash attention, checkpointing, batch 1, gradient accumulation
+#: ceil(16 / batch), torch AdamW (transformers 4.35-4.36: adamw_torch), the model's own loss (Qwen's code:
+#: cross-entropy of the shifted logits, fp32 under autocast). Full fine-tuning keeps weights, gradients and AdamW
+#: states bf16 (no fp32 master copy) under autocast: converted as pure_bf16 with the loss in fp32.
 SWIFT_LORA = {"lora_rank": 8, "lora_dropout": 0.05, "lora_target": ("q_proj", "k_proj", "v_proj"), "attention": "fa2",
               "optim": "adamw_torch", "batch_size": 1, "gradient_accumulation_steps": 16, "loss_shift": "model",
               "loss_upcast": False}
