@@ -178,6 +178,16 @@ def _llama2_70b_32001() -> Any:
                         num_key_value_heads=8, intermediate_size=28672, vocab_size=32001, max_position_embeddings=4096)  # fmt: skip
 
 
+def _mixtral_8x7b_32001() -> Any:
+    """mistralai/Mixtral-8x7B-Instruct-v0.1 config.json (the Mistral-7B layout with 8 experts of 14336, 2 per token)
+    with the vocabulary fms-hf-tuning resizes to 32001 when it adds a pad token."""
+    from tuner.models.arch import Architecture
+
+    return Architecture(model_type="mixtral", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                        num_key_value_heads=8, intermediate_size=14336, vocab_size=32001, max_position_embeddings=32768,
+                        num_experts=8, num_experts_per_tok=2, moe_intermediate_size=14336)  # fmt: skip
+
+
 def _llama2(size: str) -> Any:
     """Llama-2-7b-hf / Llama-2-13b-hf config.json: MHA, SiLU MLP, vocab 32000, untied head."""
     from tuner.models.arch import Architecture
@@ -199,7 +209,7 @@ def _gemma_2b() -> Any:
 
 
 ARCHS = {"qwen-7b": _qwen1_7b, "qwen-1.8b": _qwen1_1_8b, "mistral-7b-32001": _mistral_7b_32001,
-         "llama-2-70b-32001": _llama2_70b_32001, "llama-2-7b": lambda: _llama2("7b"), "llama-2-13b": lambda: _llama2("13b"), "gemma-2b": _gemma_2b}
+         "llama-2-70b-32001": _llama2_70b_32001, "mixtral-8x7b-32001": _mixtral_8x7b_32001, "llama-2-7b": lambda: _llama2("7b"), "llama-2-13b": lambda: _llama2("13b"), "gemma-2b": _gemma_2b}
 
 LF_PAPER = "LlamaFactory paper (arXiv:2403.13372v4) Table 4, section 5.1"
 #: Table 4, memory (GB): model -> method -> figure. Full-tuning Llama2-13B ran out of memory (no figure).
@@ -297,6 +307,12 @@ FMS_ROWS = {
 #: The same CSV's Llama-2-70B QLoRA (accelerated-peft-bnb) at batch 4; batch 8, and the fp32-norm set-up at batch 4,
 #: ran out of memory (their nvidia-smi readings 80,526 and 79,762 MiB), which the estimate also says (not recorded).
 FMS_70B = {4: (68126381056, 72950)}
+#: Mixtral-8x7B-Instruct QLoRA, both set-ups, batch 4 and 8 (the estimator's mixture-of-experts layer follows
+#: transformers' per-expert loop; it has no trace row)
+FMS_MIXTRAL = {
+    "qlora": {4: (36731843072, 38064), 8: (48770183680, 50630)},
+    "qlora fp32 norms": {4: (42794268160, 44924), 8: (60545920512, 63932)},
+}
 
 
 def records() -> list[Record]:
@@ -346,13 +362,16 @@ def records() -> list[Record]:
             out.append(Record(f"mistral-7b {method} {batch} x 4096 (fms-acceleration, nvidia-smi)", FMS_BENCHMARK, "nvidia-smi",
                               "mistral-7b-32001", full, smi_mib * 2**20, tags=(*tags, "fms-nvidia-smi"), hardware="a100-80g",
                               metric_known=True, caveat="polled once a second"))  # fmt: skip
-    for batch, (allocated, smi_mib) in FMS_70B.items():
-        full = dict(FMS_BASE, batch_size=batch, **FMS_ROWS["qlora"][0])
-        out.append(Record(f"llama-2-70b qlora {batch} x 4096 (fms-acceleration)", FMS_BENCHMARK, "allocated",
-                          "llama-2-70b-32001", full, float(allocated), tags=("fms", "qlora"), hardware="a100-80g", metric_known=True))  # fmt: skip
-        out.append(Record(f"llama-2-70b qlora {batch} x 4096 (fms-acceleration, nvidia-smi)", FMS_BENCHMARK, "nvidia-smi",
-                          "llama-2-70b-32001", full, smi_mib * 2**20, tags=("fms", "qlora", "fms-nvidia-smi"),
-                          hardware="a100-80g", metric_known=True, caveat="polled once a second"))  # fmt: skip
+    more = [("llama-2-70b", "qlora", FMS_70B)] + [("mixtral-8x7b", method, rows) for method, rows in FMS_MIXTRAL.items()]
+    for model, method, by_batch in more:
+        for batch, (allocated, smi_mib) in by_batch.items():
+            full = dict(FMS_BASE, batch_size=batch, **FMS_ROWS[method][0])
+            name = f"{model} {method} {batch} x 4096 (fms-acceleration"
+            out.append(Record(name + ")", FMS_BENCHMARK, "allocated", f"{model}-32001", full, float(allocated),
+                              tags=("fms", "qlora"), hardware="a100-80g", metric_known=True))  # fmt: skip
+            out.append(Record(name + ", nvidia-smi)", FMS_BENCHMARK, "nvidia-smi", f"{model}-32001", full, smi_mib * 2**20,
+                              tags=("fms", "qlora", "fms-nvidia-smi"), hardware="a100-80g", metric_known=True,
+                              caveat="polled once a second"))  # fmt: skip
     for gb, tokens in UNSLOTH_8B.items():
         out.append(Record(f"llama-3.1-8b QLoRA {tokens} fits {gb} GB", UNSLOTH_README, "reserved", "llama-3.1-8b",
                           dict(UNSLOTH_QLORA, cutoff_len=tokens), gb * GIB, caveat=UNSLOTH_CAVEAT, tags=("unsloth", "qlora"),

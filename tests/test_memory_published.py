@@ -67,6 +67,8 @@ def test_runs_whose_code_names_the_metric_are_matched_where_the_stack_is_the_est
             row = rows[f"mistral-7b {method} {batch} x 4096 (fms-acceleration)"]
             assert row["metric_known"] and abs(row["error_pct"]) < 2.0, row
     assert abs(rows["llama-2-70b qlora 4 x 4096 (fms-acceleration)"]["error_pct"]) < 5.0  # 80 layers, 4-bit
+    for batch in (4, 8):  # mixture of experts: within 10% (its recomputed layer is the residual, see RESULTS.md)
+        assert abs(rows[f"mixtral-8x7b qlora {batch} x 4096 (fms-acceleration)"]["error_pct"]) < 10.0
     # ms-swift's first round reads max_memory_reserved: Qwen-7B-Chat LoRA by batch size within 1%
     swift = {r["name"]: r for r in bench.run() if "swift" in r["tags"]}
     for batch in (2, 4, 8):
