@@ -88,6 +88,7 @@ def test_steps_of_varying_length_need_more_than_the_longest_step_and_a_roomy_dev
         varying.peak_bytes, varying.allocator_reserved, varying.allocator_need)
     assert varying.peak_bytes == fixed.peak_bytes  # the longest step sets the allocated peak either way
     assert fixed.allocator_in_use <= fixed.allocator_need <= fixed.allocator_reserved
+    assert varying.allocator_need > fixed.allocator_need  # 92 MiB against 82 MiB here
     assert varying.allocator_reserved > fixed.allocator_reserved
     assert varying.allocator_allocated <= varying.allocator_need <= varying.allocator_reserved
     with pytest.raises(ValueError, match="cutoff_len"):
