@@ -60,8 +60,8 @@ def test_runs_whose_code_names_the_metric_are_matched_where_the_stack_is_the_est
     """fms-acceleration prints torch.cuda.max_memory_allocated over train() for Mistral-7B at exactly 4096-token
     rows (HF Trainer, PEFT, bitsandbytes): full fine-tuning, LoRA and QLoRA are each within 2%. The LoRA rows found
     the forward's loss peak that pure bf16 with transformers 4.46-4.48 has (it was 4-6% under before)."""
-    bench = _module()
-    rows = {r["name"]: r for r in bench.run() if "fms" in r["tags"] and r["metric"] == "allocated"}
+    every = _module().run()
+    rows = {r["name"]: r for r in every if "fms" in r["tags"] and r["metric"] == "allocated"}
     for method in ("full", "lora", "qlora"):
         for batch in (4, 8):
             row = rows[f"mistral-7b {method} {batch} x 4096 (fms-acceleration)"]
@@ -70,6 +70,6 @@ def test_runs_whose_code_names_the_metric_are_matched_where_the_stack_is_the_est
     for batch in (4, 8):  # mixture of experts: within 10% (its recomputed layer is the residual, see RESULTS.md)
         assert abs(rows[f"mixtral-8x7b qlora {batch} x 4096 (fms-acceleration)"]["error_pct"]) < 10.0
     # ms-swift's first round reads max_memory_reserved: Qwen-7B-Chat LoRA by batch size within 1%
-    swift = {r["name"]: r for r in bench.run() if "swift" in r["tags"]}
+    swift = {r["name"]: r for r in every if "swift" in r["tags"]}
     for batch in (2, 4, 8):
         assert abs(swift[f"qwen-7b lora 2048 batch {batch} (ms-swift)"]["error_pct"]) < 1.0
