@@ -79,7 +79,7 @@ class CachingAllocator:
     max_reserved: int = 0
     in_use_segments: int = 0
     max_in_use_segments: int = 0
-    segments: int = 0
+    segments: int = 0  # segments ever reserved (also their ids); given-back ones are not subtracted
     #: device memory the allocator may reserve (None: unlimited, nothing is ever given back)
     capacity: int | None = None
     #: how many times a full capacity made the allocator give its cached segments back
